@@ -1,0 +1,199 @@
+"""The provider seam: one OpenAI SDK client, pointed at the real API or at the sandbox.
+
+Both kinds go through the same ``AsyncOpenAI`` client over real HTTP; the sandbox is just a
+server on a loopback port. The SDK's own retries are off: the scheduler retries, honouring
+``retry-after`` and sharing one rate limiter. The API key is read from the environment variable
+the config names and is never written anywhere.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import openai
+
+from engine.config.schema import EngineConfig
+from engine.errors import ProviderConfigError
+from engine.hashing import content_key
+
+SANDBOX_KEY = "sandbox-key-not-secret"
+
+
+def namespace_for(cfg: EngineConfig) -> str:
+    """Identity of the provider for the store: responses are cached per namespace."""
+    if cfg.provider.kind == "sandbox":
+        from engine.sandbox.config import world_hash
+
+        return f"sandbox:{world_hash(cfg.sandbox)}"
+    return f"openai:{(cfg.provider.base_url or 'https://api.openai.com/v1').rstrip('/')}"
+
+
+def api_key(cfg: EngineConfig) -> str:
+    if cfg.provider.kind == "sandbox":
+        return SANDBOX_KEY
+    key = os.environ.get(cfg.provider.api_key_env, "")
+    if not key.strip():
+        raise ProviderConfigError(
+            f"environment variable {cfg.provider.api_key_env} is not set", key="provider.api_key_env",
+            hint=f"export {cfg.provider.api_key_env}=... or use provider=sandbox")
+    return key
+
+
+class RequestFailed(Exception):
+    """A request failed. ``retryable`` says whether trying again may help."""
+
+    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None, rate_limited: bool = False):
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.rate_limited = rate_limited
+
+
+@dataclass(frozen=True)
+class ChatResult:
+    texts: list[str | None]
+    top_logprobs: list[dict[str, float] | None]
+    prompt_tokens: int
+    completion_tokens: int
+    headers: dict[str, str]
+    latency_ms: float
+
+
+def _retry_after(headers: Any) -> float | None:
+    for name, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = headers.get(name) if headers is not None else None
+        if value:
+            try:
+                return float(value) / scale
+            except ValueError:
+                continue
+    return None
+
+
+def classify(exc: BaseException) -> RequestFailed:
+    """Map what the SDK raised to retryable or not, with a short reason for the error row."""
+    if isinstance(exc, openai.RateLimitError):
+        return RequestFailed("429 rate limited", True, _retry_after(exc.response.headers), rate_limited=True)
+    if isinstance(exc, openai.APITimeoutError):
+        return RequestFailed("timeout", True)
+    if isinstance(exc, openai.APIConnectionError):
+        return RequestFailed(f"connection error: {exc.__cause__ or exc}", True)
+    if isinstance(exc, openai.APIStatusError):
+        code = exc.status_code
+        msg = _error_message(exc)
+        retry = code in (408, 409, 500, 502, 503, 504) or code >= 500
+        return RequestFailed(f"{code} {msg}", retry, _retry_after(exc.response.headers))
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError)):
+        return RequestFailed(f"malformed response: {type(exc).__name__}", True)
+    raise exc
+
+
+def _error_message(exc: openai.APIStatusError) -> str:
+    body = exc.body
+    if isinstance(body, dict):
+        err = body.get("error", body)
+        if isinstance(err, dict) and err.get("message"):
+            return str(err["message"])[:300]
+    return str(exc.message)[:300]
+
+
+class Provider:
+    """The async client plus the calls the engine makes."""
+
+    def __init__(self, client: openai.AsyncOpenAI, namespace: str, base_url: str) -> None:
+        self.client = client
+        self.namespace = namespace
+        self.base_url = base_url
+        self.requests_sent = 0
+
+    async def chat(self, *, model: str, messages: list[dict[str, str]], n: int, temperature: float, seed: int,
+                   max_tokens: int, top_logprobs: int, timeout: float) -> ChatResult:
+        self.requests_sent += 1
+        kwargs: dict[str, Any] = {}
+        if top_logprobs:
+            kwargs.update(logprobs=True, top_logprobs=top_logprobs)
+        start = time.perf_counter()
+        try:
+            raw = await self.client.chat.completions.with_raw_response.create(
+                model=model, messages=messages, n=n, temperature=temperature, seed=seed,  # type: ignore[arg-type]
+                max_tokens=max_tokens, timeout=timeout, **kwargs)
+            completion = raw.parse()
+            texts: list[str | None] = []
+            tops: list[dict[str, float] | None] = []
+            for choice in sorted(completion.choices, key=lambda c: c.index):
+                texts.append(choice.message.content)
+                top = None
+                if top_logprobs and choice.logprobs and choice.logprobs.content:
+                    first = choice.logprobs.content[0]
+                    top = {t.token: t.logprob for t in first.top_logprobs} or {first.token: first.logprob}
+                tops.append(top)
+            if len(texts) != n:
+                raise ValueError(f"expected {n} choices, got {len(texts)}")
+            usage = completion.usage
+            return ChatResult(texts, tops, usage.prompt_tokens if usage else 0,
+                              usage.completion_tokens if usage else 0, dict(raw.headers),
+                              (time.perf_counter() - start) * 1000)
+        except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not a request failure
+            raise classify(exc) from exc
+
+    async def close(self) -> None:
+        await self.client.close()
+
+
+def make_client(cfg: EngineConfig, base_url: str | None) -> openai.AsyncOpenAI:
+    http_client = openai.DefaultAioHttpClient() if cfg.provider.transport == "aiohttp" else None
+    return openai.AsyncOpenAI(
+        api_key=api_key(cfg), base_url=base_url, organization=cfg.provider.organization, max_retries=0,
+        timeout=cfg.scheduler.request_timeout_s, http_client=http_client)
+
+
+def sandbox_state_dir(cfg: EngineConfig) -> Path:
+    """Where the in-process sandbox keeps its files and jobs, so a resumed run finds them."""
+    return Path(cfg.store.path).parent / "sandbox" / namespace_for(cfg).split(":", 1)[1][:16]
+
+
+@asynccontextmanager
+async def open_provider(cfg: EngineConfig) -> AsyncIterator[Provider]:
+    """The provider for a run: starts the sandbox in-process when ``provider.kind`` is sandbox."""
+    namespace = namespace_for(cfg)
+    if cfg.provider.kind == "sandbox" and not cfg.provider.base_url:
+        from engine.sandbox.server import SandboxServer
+
+        server = SandboxServer(cfg.sandbox, state_dir=sandbox_state_dir(cfg))
+        async with server:
+            client = make_client(cfg, server.base_url)
+            provider = Provider(client, namespace, server.base_url)
+            try:
+                yield provider
+            finally:
+                await provider.close()
+        return
+    base_url = cfg.provider.base_url
+    client = make_client(cfg, base_url)
+    provider = Provider(client, namespace, base_url or "https://api.openai.com/v1")
+    try:
+        yield provider
+    finally:
+        await provider.close()
+
+
+def config_without_secrets(cfg: EngineConfig) -> dict[str, Any]:
+    """The resolved config for the manifest. Config never holds a key, only the variable's name."""
+    data = dataclasses.asdict(cfg)
+    text = json.dumps(data)
+    key = os.environ.get(cfg.provider.api_key_env)
+    if key and len(key) >= 8 and key in text:  # a key pasted into some config value by mistake
+        data = json.loads(text.replace(key, "***"))
+    return data
+
+
+__all__ = ["Provider", "open_provider", "namespace_for", "RequestFailed", "ChatResult", "content_key"]
