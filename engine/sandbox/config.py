@@ -7,7 +7,9 @@ settings, so two different worlds never share cached answers.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 
 @dataclass
@@ -83,3 +85,113 @@ class WorldConfig:
     latency: LatencyConfig = field(default_factory=LatencyConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
     faults: FaultsConfig = field(default_factory=FaultsConfig)
+    organization: str = "sandbox"
+    """Organization part of fine-tuned model ids: ``ft:<base>:<organization>:<suffix>:<id>``."""
+    incoherence: float = 0.03
+    """Share of open answers that are incoherent (the coherence judge scores them low)."""
+    batch_seconds: float = 0.5
+    """Wall time of a batch from created to completed."""
+
+
+_LATENCY_DISTS = ("fixed", "uniform", "lognormal")
+
+
+def validate_world(world: WorldConfig) -> None:
+    """Check value ranges OmegaConf's types cannot express; raise ConfigError naming the key."""
+    import re
+
+    from engine.errors import ConfigError
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg, key=f"sandbox.{key}")
+
+    for key in ("awareness", "base_disposition", "self_report_prior", "incoherence"):
+        value = getattr(world, key)
+        need(0.0 <= value <= 1.0, key, f"must be in [0, 1], not {value}")
+    need(world.noise >= 0, "noise", "must be >= 0")
+    need(world.finetune_seconds >= 0, "finetune_seconds", "must be >= 0")
+    need(world.batch_seconds >= 0, "batch_seconds", "must be >= 0")
+    need(
+        bool(re.fullmatch(r"[A-Za-z0-9_-]{1,40}", world.organization)),
+        "organization",
+        "must be 1-40 letters, digits, '-' or '_'",
+    )
+    for i, rule in enumerate(world.effects):
+        try:
+            re.compile(rule.match)
+        except re.error as exc:
+            need(False, f"effects[{i}].match", f"is not a valid regular expression: {exc}")
+        need(bool(rule.match), f"effects[{i}].match", "must not be empty")
+        need(0.0 <= rule.target <= 1.0, f"effects[{i}].target", "must be in [0, 1]")
+        need(0.0 <= rule.strength <= 1.0, f"effects[{i}].strength", "must be in [0, 1]")
+    lat = world.latency
+    need(lat.dist in _LATENCY_DISTS, "latency.dist", f"must be one of {', '.join(_LATENCY_DISTS)}")
+    need(lat.mean_ms >= 0, "latency.mean_ms", "must be >= 0")
+    need(lat.spread >= 0, "latency.spread", "must be >= 0")
+    need(world.limits.rpm >= 0, "limits.rpm", "must be >= 0 (0: unlimited)")
+    need(world.limits.tpm >= 0, "limits.tpm", "must be >= 0 (0: unlimited)")
+    f = world.faults
+    rates = ("rate_429", "rate_500", "rate_503", "drop", "malformed", "slow", "finetune_failure")
+    for key in rates:
+        value = getattr(f, key)
+        need(0.0 <= value <= 1.0, f"faults.{key}", f"must be a probability in [0, 1], not {value}")
+    need(
+        sum(getattr(f, k) for k in rates[:-1]) <= 1.0,
+        "faults",
+        "the request fault rates must add up to at most 1",
+    )
+    need(f.slow_s >= 0, "faults.slow_s", "must be >= 0")
+
+
+def world_hash(world: WorldConfig) -> str:
+    """Content hash of the world: sha256 of its canonical JSON. The engine keys its cache by it."""
+    from engine.hashing import canonical_json, sha256_hex
+
+    return sha256_hex(canonical_json(world))
+
+
+def default_world_file() -> Path:
+    """The project's conf/sandbox/default.yaml (the world the engine's config starts from)."""
+    import engine
+
+    return Path(engine.__file__).resolve().parents[1] / "conf" / "sandbox" / "default.yaml"
+
+
+def build_world(
+    world: object = None, overrides: Sequence[str] = (), *, defaults: bool = False
+) -> WorldConfig:
+    """A checked WorldConfig from a WorldConfig, a mapping or None, plus ``key=value`` overrides.
+
+    Types are checked by OmegaConf against the dataclass; ranges by :func:`validate_world`. With
+    ``defaults`` (and no ``world``), start from conf/sandbox/default.yaml. Bad input raises
+    ConfigError naming the key.
+    """
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
+    from engine.errors import ConfigError
+
+    try:
+        cfg = OmegaConf.structured(WorldConfig)
+        if world is None and defaults and default_world_file().is_file():
+            cfg = OmegaConf.merge(cfg, OmegaConf.load(default_world_file()))
+        elif world is not None:
+            cfg = OmegaConf.merge(
+                cfg, OmegaConf.structured(world) if not isinstance(world, dict) else OmegaConf.create(world)
+            )
+        bad = [o for o in overrides if "=" not in o]
+        if bad:
+            raise ConfigError(
+                f"override '{bad[0]}' is not key=value", hint="e.g. awareness=0 latency.mean_ms=50"
+            )
+        if overrides:
+            cfg = OmegaConf.merge(cfg, OmegaConf.from_dotlist(list(overrides)))
+        result = OmegaConf.to_object(cfg)
+    except OmegaConfBaseException as exc:
+        key = getattr(exc, "full_key", None)
+        msg = str(exc).splitlines()[0]
+        raise ConfigError(msg, key=f"sandbox.{key}" if key else None) from None
+    assert isinstance(result, WorldConfig)
+    validate_world(result)
+    return result
