@@ -26,7 +26,11 @@ def main(argv: Sequence[str]) -> int:
     if not multirun:
         from engine.plan.compile import compile_plan
 
-        compile_plan(load_config(overrides))  # fail fast, before any directory exists
+        from engine.run.provider import api_key
+
+        cfg = load_config(overrides)
+        compile_plan(cfg)  # fail fast, before any directory exists
+        api_key(cfg)
     return _hydra(args)
 
 
@@ -57,6 +61,8 @@ def _hydra(args: list[str]) -> int:
     sys.argv = ["engine", *args]
     try:
         task()
+    except SystemExit as exc:  # Hydra exits on its own errors; keep the code, lose nothing
+        return exc.code if isinstance(exc.code, int) else 1
     finally:
         sys.argv = saved
     return exit_code["value"]
