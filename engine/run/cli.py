@@ -6,6 +6,7 @@ fails with one line (exit 2) and leaves nothing behind.
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,6 +48,8 @@ def _hydra(args: list[str]) -> int:
 
         from engine.run.runner import run_study, summarize
 
+        for noisy in ("httpx", "httpx2", "openai", "aiohttp", "uvicorn", "uvicorn.error"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
         try:
             cfg = to_typed(dcfg)
             result = run_study(cfg, Path(HydraConfig.get().runtime.output_dir))
