@@ -27,6 +27,7 @@ from engine.sandbox.config import WorldConfig, world_hash
 from engine.sandbox.faults import Faults, Latency
 from engine.sandbox.jobs import FILE_PURPOSES, JobStore
 from engine.sandbox.limits import RateLimiter
+from engine.sandbox.persist import StateDir
 from engine.sandbox.stats import Stats
 from engine.sandbox.world import World
 
@@ -37,13 +38,17 @@ _RAW_SEND = "sandbox.raw_send"
 class Sandbox:
     """All state of one sandbox server."""
 
-    def __init__(self, config: WorldConfig, specs_dir: Path | str | None = None):
+    def __init__(
+        self, config: WorldConfig, specs_dir: Path | str | None = None, state_dir: Path | str | None = None
+    ):
         self.config = config
         self.hash = world_hash(config)
         self.catalog = Catalog.load(specs_dir)
         self.world = World(config, self.catalog)
         self.jobs = JobStore(self.world)
         self.batches = BatchStore(self.jobs)
+        if state_dir is not None:
+            StateDir(Path(state_dir), self.jobs, self.batches).attach()
         self.limiter = RateLimiter(config.limits.rpm, config.limits.tpm)
         self.faults = Faults(config.faults, config.seed)
         self.latency = Latency(config.latency, config.seed)
@@ -278,6 +283,7 @@ def build_app(sb: Sandbox) -> Callable:
     async def delete_file(request: Request) -> Response:
         rec = jobs.file(request.path_params["file_id"])
         del jobs.files[rec.id]
+        jobs.on_change()
         return OpenAIJSON({"id": rec.id, "object": "file", "deleted": True})
 
     @route("GET", "/v1/files/{file_id}/content")

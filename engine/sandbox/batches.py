@@ -43,10 +43,9 @@ class BatchStore:
     def __init__(
         self,
         store: JobStore,
-        clock: Callable[[], float] = time.monotonic,
-        wall: Callable[[], float] = time.time,
+        clock: Callable[[], float] = time.time,
     ):
-        self.store, self.clock, self.wall = store, clock, wall
+        self.store, self.clock = store, clock
         self.batches: dict[str, Batch] = {}
 
     def create(self, body: dict) -> Batch:
@@ -64,14 +63,15 @@ class BatchStore:
         metadata = body.get("metadata")
         rec = self.store.files[file_id]
         world = self.store.world
+        now = self.clock()
         batch = Batch(
             id=self.store._id("batch_", 24, "batch", file_id, endpoint),
             input_file_id=file_id,
             endpoint=endpoint,
             completion_window=window,
             metadata=metadata,
-            created_wall=self.wall(),
-            t0=self.clock(),
+            created_wall=now,
+            t0=now,
             duration=world.cfg.batch_seconds,
             model=None,
         )
@@ -133,6 +133,7 @@ class BatchStore:
             "total_tokens": tokens[0] + tokens[1],
         }
         self.batches[batch.id] = batch
+        self.store.on_change()
         return batch
 
     def get(self, batch_id: str) -> Batch:
@@ -162,6 +163,7 @@ class BatchStore:
     def cancel(self, b: Batch) -> None:
         if self.status(b) in ("validating", "in_progress", "finalizing"):
             b.cancelled_at = self.clock() - b.t0
+            self.store.on_change()
 
     def obj(self, b: Batch) -> dict:
         status = self.status(b)

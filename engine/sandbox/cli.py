@@ -1,4 +1,4 @@
-"""``engine sandbox [--host H] [--port N] [--specs DIR] [key=value ...]``: serve until Ctrl-C.
+"""``engine sandbox [--host H] [--port N] [--specs DIR] [--state DIR] [key=value ...]``: serve until Ctrl-C.
 
 World overrides (``awareness=0 latency.mean_ms=50 limits.rpm=600``) apply on top of
 conf/sandbox/default.yaml and are type-checked against WorldConfig.
@@ -29,6 +29,7 @@ def _parser() -> argparse.ArgumentParser:
         default=None,
         help="specs directory with probes/ and judges/ (default: the project's specs/)",
     )
+    p.add_argument("--state", default=None, help="keep files and jobs in this directory across restarts")
     p.add_argument(
         "overrides",
         nargs="*",
@@ -48,7 +49,9 @@ def main(argv: Sequence[str]) -> int:
     from engine.sandbox.server import serve_foreground
 
     try:
-        serve_foreground(config, args.host, args.port, args.specs, announce=lambda s: print(s, flush=True))
+        serve_foreground(
+            config, args.host, args.port, args.specs, args.state, announce=lambda s: print(s, flush=True)
+        )
     except OSError as exc:
         raise ConfigError(
             f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}", hint="choose another --port"

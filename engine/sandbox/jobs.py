@@ -162,10 +162,11 @@ def _hyperparameters(body: dict) -> dict[str, Any]:
 
 
 class JobStore:
-    def __init__(
-        self, world: World, clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time
-    ):
-        self.world, self.clock, self.wall = world, clock, wall
+    """Files and jobs; times are wall-clock seconds, so a saved state resumes where it was."""
+
+    def __init__(self, world: World, clock: Callable[[], float] = time.time):
+        self.world, self.clock = world, clock
+        self.on_change: Callable[[], None] = lambda: None
         self.files: dict[str, FileRec] = {}
         self.jobs: dict[str, Job] = {}
         self.model_jobs: dict[str, Job] = {}
@@ -185,9 +186,10 @@ class JobStore:
             filename,
             purpose,
             data,
-            int(self.wall()),
+            int(self.clock()),
         )
         self.files[rec.id] = rec
+        self.on_change()
         return rec
 
     def file(self, file_id: str) -> FileRec:
@@ -265,6 +267,7 @@ class JobStore:
         fails = _unit_of(cfg.seed, job_id) < cfg.faults.finetune_failure
         short = make_id("", 8, job_id)
         ft_model = f"ft:{parent.root}:{cfg.organization}:{suffix or ''}:{short}"
+        now = self.clock()
         job = Job(
             id=job_id,
             model=model_id,
@@ -277,8 +280,8 @@ class JobStore:
             suffix=suffix,
             seed=seed,
             metadata=metadata,
-            created_wall=self.wall(),
-            t0=self.clock(),
+            created_wall=now,
+            t0=now,
             duration=cfg.finetune_seconds,
             fails=fails,
             n_examples=n_examples,
@@ -287,6 +290,7 @@ class JobStore:
         )
         self.jobs[job_id] = job
         self.model_jobs[ft_model] = job
+        self.on_change()
         return job
 
     def job(self, job_id: str) -> Job:
@@ -376,6 +380,7 @@ class JobStore:
                 param="fine_tune_id",
             )
         job.cancelled_at = self.clock() - job.t0
+        self.on_change()
 
     def job_obj(self, job: Job) -> dict:
         status = self.status(job)

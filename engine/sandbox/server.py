@@ -70,7 +70,8 @@ class SandboxServer:
 
     ``world``: a WorldConfig (or a mapping of its fields; None: the dataclass defaults), with
     ``overrides`` (``"awareness=0"``, ``"latency.mean_ms=50"``) applied on top. ``specs_dir``: where
-    ``probes/`` and ``judges/`` are (default: the project's specs/).
+    ``probes/`` and ``judges/`` are (default: the project's specs/). ``state_dir``: keep files,
+    jobs and batches there, and find them again on the next start (default: memory only).
     """
 
     def __init__(
@@ -79,11 +80,12 @@ class SandboxServer:
         *,
         overrides: Sequence[str] = (),
         specs_dir: Path | str | None = None,
+        state_dir: Path | str | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
     ):
         self.config = build_world(world, overrides)
-        self.sandbox = Sandbox(self.config, specs_dir)
+        self.sandbox = Sandbox(self.config, specs_dir, state_dir)
         self.host = host
         self._requested_port = port
         self.port: int | None = None
@@ -202,11 +204,12 @@ def serve_foreground(
     config: WorldConfig,
     host: str,
     port: int,
-    specs_dir: Path | str | None,
+    specs_dir: Path | str | None = None,
+    state_dir: Path | str | None = None,
     announce: Callable[[str], None] = print,
 ) -> None:
     """Serve until Ctrl-C (uvicorn handles the signal and shuts down gracefully)."""
-    sandbox = Sandbox(config, specs_dir)
+    sandbox = Sandbox(config, specs_dir, state_dir)
     sock = bind(host, port)
     shown = f"[{host}]" if ":" in host else host
     announce(
