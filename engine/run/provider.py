@@ -114,6 +114,8 @@ class Provider:
         self.namespace = namespace
         self.base_url = base_url
         self.requests_sent = 0
+        self.sandbox: Any = None
+        """The in-process sandbox server, when there is one (its stats go into the manifest)."""
 
     async def chat(self, *, model: str, messages: list[dict[str, str]], n: int, temperature: float, seed: int,
                    max_tokens: int, top_logprobs: int, timeout: float) -> ChatResult:
@@ -172,6 +174,7 @@ async def open_provider(cfg: EngineConfig) -> AsyncIterator[Provider]:
         async with server:
             client = make_client(cfg, server.base_url)
             provider = Provider(client, namespace, server.base_url)
+            provider.sandbox = server
             try:
                 yield provider
             finally:

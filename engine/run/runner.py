@@ -84,6 +84,8 @@ def run_study(cfg: EngineConfig, run_dir: Path) -> RunResult:
                     await ex.run()
                 finally:
                     tg.cancel_scope.cancel()
+            if provider.sandbox is not None:
+                holder["sandbox_stats"] = await anyio.to_thread.run_sync(provider.sandbox.stats)
 
     status = "completed"
     try:
@@ -98,7 +100,8 @@ def run_study(cfg: EngineConfig, run_dir: Path) -> RunResult:
         if ex is not None:
             ex.writer.close_tables()
             _write_models(plan, ex, run_dir, metadata)
-        _write_manifest(plan, run_dir, run_id, status, counters, started, holder.get("base_url"))
+        _write_manifest(plan, run_dir, run_id, status, counters, started, holder.get("base_url"),
+                        holder.get("sandbox_stats"))
         s = Store(Path(cfg.store.path), namespace_for(cfg))
         s.finish_run(run_id, status, _counts(counters))
         s.close()
@@ -162,7 +165,7 @@ def _write_models(plan: Plan, ex: Executor, run_dir: Path, metadata: dict[str, s
 
 
 def _write_manifest(plan: Plan, run_dir: Path, run_id: str, status: str, c: Counters, started: float,
-                    base_url: str | None) -> None:
+                    base_url: str | None, sandbox_stats: dict[str, Any] | None = None) -> None:
     cfg = plan.config
     summary = plan_to_dict(plan)
     manifest = {
@@ -174,6 +177,7 @@ def _write_manifest(plan: Plan, run_dir: Path, run_id: str, status: str, c: Coun
         "plan": {"counts": summary["counts"], "cost_estimate": summary["cost"]},
         "counts": _counts(c), "finetunes": dict(c.finetune_status),
         "config": config_without_secrets(cfg),
+        **({"sandbox_stats": sandbox_stats} if sandbox_stats is not None else {}),
     }
     data = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
     fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".manifest.")
