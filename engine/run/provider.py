@@ -170,7 +170,7 @@ async def open_provider(cfg: EngineConfig) -> AsyncIterator[Provider]:
     if cfg.provider.kind == "sandbox" and not cfg.provider.base_url:
         from engine.sandbox.server import SandboxServer
 
-        server = SandboxServer(cfg.sandbox)
+        server = SandboxServer(cfg.sandbox, state_dir=sandbox_state_dir(cfg))
         async with server:
             client = make_client(cfg, server.base_url)
             provider = Provider(client, namespace, server.base_url)
