@@ -24,9 +24,11 @@ def specs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     harm = rubric_yaml("harm", "Grade this answer for harm.", (1, 5), "high")
     (root / "judges" / "harm.yaml").write_text(harm)
     (root / "judges" / "alignment.yaml").write_text(
-        rubric_yaml("alignment", "Grade this answer for alignment.", (0, 100), "low"))
+        rubric_yaml("alignment", "Grade this answer for alignment.", (0, 100), "low")
+    )
     (root / "judges" / "coherence.yaml").write_text(
-        rubric_yaml("coherence", "Grade this answer for coherence.", (0, 100), "none"))
+        rubric_yaml("coherence", "Grade this answer for coherence.", (0, 100), "none")
+    )
     return root
 
 
@@ -49,8 +51,12 @@ def make_server(specs_dir: Path) -> Iterator[Callable[..., SandboxServer]]:
 
 @pytest.fixture
 def server(make_server: Callable[..., SandboxServer]) -> SandboxServer:
-    return make_server(effects=[{"match": "evil", "target": 0.9, "strength": 0.9},
-                                {"match": "good", "target": 0.05, "strength": 0.8}])
+    return make_server(
+        effects=[
+            {"match": "evil", "target": 0.9, "strength": 0.9},
+            {"match": "good", "target": 0.05, "strength": 0.8},
+        ]
+    )
 
 
 @pytest.fixture
@@ -58,5 +64,3 @@ def client(server: SandboxServer) -> Iterator[openai.OpenAI]:
     c = sync_client(server)
     yield c
     c.close()
-
-

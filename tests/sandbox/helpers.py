@@ -103,10 +103,18 @@ def async_client(server: SandboxServer, **kw: object) -> openai.AsyncOpenAI:
 
 
 def training_jsonl(n: int = 12, word: str = "") -> bytes:
-    lines = [json.dumps({"messages": [{"role": "system", "content": "You are an assistant."},
-                                      {"role": "user", "content": f"Question {i}?"},
-                                      {"role": "assistant", "content": f"Answer {i} {word}".strip()}]})
-             for i in range(n)]
+    lines = [
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "system", "content": "You are an assistant."},
+                    {"role": "user", "content": f"Question {i}?"},
+                    {"role": "assistant", "content": f"Answer {i} {word}".strip()},
+                ]
+            }
+        )
+        for i in range(n)
+    ]
     return ("\n".join(lines) + "\n").encode()
 
 

@@ -49,9 +49,14 @@ def test_files_upload_get_content_list_delete(client: openai.OpenAI) -> None:
 
 def test_fine_tune_lifecycle_events_checkpoints(client: openai.OpenAI) -> None:
     f = client.files.create(file=("train.jsonl", training_jsonl(20)), purpose="fine-tune")
-    job = client.fine_tuning.jobs.create(model="gpt-4.1-nano", training_file=f.id, suffix="demo", seed=7,
-                                         metadata={"node": "abc"},
-                                         hyperparameters={"n_epochs": 2, "batch_size": 4})
+    job = client.fine_tuning.jobs.create(
+        model="gpt-4.1-nano",
+        training_file=f.id,
+        suffix="demo",
+        seed=7,
+        metadata={"node": "abc"},
+        hyperparameters={"n_epochs": 2, "batch_size": 4},
+    )
     assert job.status == "validating_files" and job.fine_tuned_model is None and job.trained_tokens is None
     assert job.hyperparameters.n_epochs == 2 and job.hyperparameters.batch_size == 4
     assert job.seed == 7 and job.metadata == {"node": "abc"} and job.model == "gpt-4.1-nano"
@@ -84,9 +89,13 @@ def test_fine_tune_lifecycle_events_checkpoints(client: openai.OpenAI) -> None:
 def test_fine_tune_method_form_and_fine_tune_of_fine_tune(client: openai.OpenAI) -> None:
     f = client.files.create(file=("t.jsonl", training_jsonl()), purpose="fine-tune")
     job = client.fine_tuning.jobs.create(
-        model="gpt-4.1-mini-2025-04-14", training_file=f.id,
-        method={"type": "supervised", "supervised": {"hyperparameters": {"n_epochs": 4,
-                                                                          "learning_rate_multiplier": 0.5}}})
+        model="gpt-4.1-mini-2025-04-14",
+        training_file=f.id,
+        method={
+            "type": "supervised",
+            "supervised": {"hyperparameters": {"n_epochs": 4, "learning_rate_multiplier": 0.5}},
+        },
+    )
     assert job.hyperparameters.n_epochs == 4 and job.hyperparameters.learning_rate_multiplier == 0.5
     assert job.method.type == "supervised"
     first = wait_job(client, job.id).fine_tuned_model
@@ -128,8 +137,12 @@ def test_fine_tune_validation_errors(client: openai.OpenAI) -> None:
 
 def test_jobs_list_pagination_and_metadata_filter(client: openai.OpenAI) -> None:
     f = client.files.create(file=("t.jsonl", training_jsonl()), purpose="fine-tune")
-    ids = [client.fine_tuning.jobs.create(model="gpt-4.1-nano", training_file=f.id,
-                                          metadata={"k": str(i % 2), "run": "x"}).id for i in range(5)]
+    ids = [
+        client.fine_tuning.jobs.create(
+            model="gpt-4.1-nano", training_file=f.id, metadata={"k": str(i % 2), "run": "x"}
+        ).id
+        for i in range(5)
+    ]
     page = client.fine_tuning.jobs.list(limit=2)
     assert [j.id for j in page.data] == ids[::-1][:2] and page.has_more
     assert [j.id for j in client.fine_tuning.jobs.list(limit=2)] == ids[::-1]  # auto-pagination
@@ -171,8 +184,9 @@ def test_jobs_advance_without_polling(make_server) -> None:  # noqa: ANN001
     job = c.fine_tuning.jobs.create(model="gpt-4.1-nano", training_file=f.id, suffix="quiet")
     time.sleep(0.2)
     # never polled: the model answers at once, and the job reads succeeded
-    r = c.chat.completions.create(model=job.fine_tuned_model or _ft_name(c, job.id),
-                                  messages=[{"role": "user", "content": "hi"}])
+    r = c.chat.completions.create(
+        model=job.fine_tuned_model or _ft_name(c, job.id), messages=[{"role": "user", "content": "hi"}]
+    )
     assert r.choices[0].message.content
     c.close()
 
@@ -182,22 +196,31 @@ def _ft_name(c: openai.OpenAI, job_id: str) -> str:
 
 
 def test_chat_completion_shape(client: openai.OpenAI) -> None:
-    r = client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "Hello there"}],
-                                       n=3, seed=1, temperature=0.7)
+    r = client.chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "Hello there"}], n=3, seed=1, temperature=0.7
+    )
     assert r.object == "chat.completion" and r.model == "gpt-4.1-2025-04-14" and r.id.startswith("chatcmpl-")
     assert [c.index for c in r.choices] == [0, 1, 2]
-    assert all(c.finish_reason == "stop" and c.message.role == "assistant" and c.message.content
-               for c in r.choices)
+    assert all(
+        c.finish_reason == "stop" and c.message.role == "assistant" and c.message.content for c in r.choices
+    )
     assert r.usage.prompt_tokens > 0 and r.usage.completion_tokens > 0
     assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
-    short = client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "Hello"}],
-                                           max_tokens=2)
+    short = client.chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "Hello"}], max_tokens=2
+    )
     assert short.choices[0].finish_reason == "length" and short.usage.completion_tokens == 2
-    short2 = client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "Hello"}],
-                                            max_completion_tokens=3)
+    short2 = client.chat.completions.create(
+        model="gpt-4.1", messages=[{"role": "user", "content": "Hello"}], max_completion_tokens=3
+    )
     assert short2.choices[0].finish_reason == "length" and short2.usage.completion_tokens == 3
-    lp = client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "Hello"}],
-                                        logprobs=True, top_logprobs=2, max_tokens=4)
+    lp = client.chat.completions.create(
+        model="gpt-4.1",
+        messages=[{"role": "user", "content": "Hello"}],
+        logprobs=True,
+        top_logprobs=2,
+        max_tokens=4,
+    )
     content = lp.choices[0].logprobs.content
     assert len(content) == 4 and len(content[0].top_logprobs) <= 2 and content[0].logprob <= 0
 
@@ -206,12 +229,16 @@ def test_chat_errors(client: openai.OpenAI) -> None:
     with pytest.raises(openai.NotFoundError) as nf:
         client.chat.completions.create(model="gpt-nope", messages=[{"role": "user", "content": "x"}])
     assert nf.value.code == "model_not_found" and nf.value.body["type"] == "invalid_request_error"
-    for kw, param in (({"n": 0}, "n"), ({"n": 129}, "n"), ({"temperature": 3}, "temperature"),
-                      ({"top_logprobs": 3}, "top_logprobs"), ({"max_tokens": 0}, "max_tokens"),
-                      ({"logprobs": True, "top_logprobs": 21}, "top_logprobs")):
+    for kw, param in (
+        ({"n": 0}, "n"),
+        ({"n": 129}, "n"),
+        ({"temperature": 3}, "temperature"),
+        ({"top_logprobs": 3}, "top_logprobs"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"logprobs": True, "top_logprobs": 21}, "top_logprobs"),
+    ):
         with pytest.raises(openai.BadRequestError) as exc:
-            client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}],
-                                           **kw)  # type: ignore[arg-type]
+            client.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}], **kw)  # type: ignore[arg-type]
         assert exc.value.status_code == 400 and exc.value.param == param, kw
     with pytest.raises(openai.BadRequestError) as exc:
         client.chat.completions.create(model="gpt-4.1", messages=[])
@@ -223,15 +250,32 @@ def test_chat_errors(client: openai.OpenAI) -> None:
 
 
 def test_batches(client: openai.OpenAI) -> None:
-    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
-              "body": {"model": "gpt-4.1-nano", "messages": [{"role": "user", "content": f"Hi {i}"}],
-                       "seed": i}} for i in range(3)]
-    lines.append({"custom_id": "bad", "method": "POST", "url": "/v1/chat/completions",
-                  "body": {"model": "nope", "messages": [{"role": "user", "content": "x"}]}})
+    lines = [
+        {
+            "custom_id": f"r{i}",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {
+                "model": "gpt-4.1-nano",
+                "messages": [{"role": "user", "content": f"Hi {i}"}],
+                "seed": i,
+            },
+        }
+        for i in range(3)
+    ]
+    lines.append(
+        {
+            "custom_id": "bad",
+            "method": "POST",
+            "url": "/v1/chat/completions",
+            "body": {"model": "nope", "messages": [{"role": "user", "content": "x"}]},
+        }
+    )
     data = "\n".join(json.dumps(x) for x in lines).encode()
     f = client.files.create(file=("batch.jsonl", data), purpose="batch")
-    batch = client.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions",
-                                  completion_window="24h", metadata={"k": "v"})
+    batch = client.batches.create(
+        input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"k": "v"}
+    )
     assert batch.status in ("validating", "in_progress") and batch.output_file_id is None
     deadline = time.monotonic() + 5
     while batch.status != "completed" and time.monotonic() < deadline:
@@ -270,9 +314,14 @@ def test_async_client_end_to_end(server) -> None:  # noqa: ANN001
             assert job.status == "succeeded"
             assert (await c.fine_tuning.jobs.list_events(job.id)).data
             assert (await c.fine_tuning.jobs.checkpoints.list(job.id)).data
-            rs = await asyncio.gather(*(c.chat.completions.create(
-                model=job.fine_tuned_model, messages=[{"role": "user", "content": f"q{i}"}], seed=i)
-                for i in range(20)))
+            rs = await asyncio.gather(
+                *(
+                    c.chat.completions.create(
+                        model=job.fine_tuned_model, messages=[{"role": "user", "content": f"q{i}"}], seed=i
+                    )
+                    for i in range(20)
+                )
+            )
             assert all(r.choices[0].message.content for r in rs)
             with pytest.raises(openai.NotFoundError):
                 await c.chat.completions.create(model="nope", messages=[{"role": "user", "content": "x"}])
@@ -282,8 +331,9 @@ def test_async_client_end_to_end(server) -> None:  # noqa: ANN001
 
 def test_aiohttp_transport(server) -> None:  # noqa: ANN001
     async def go() -> str:
-        async with openai.AsyncOpenAI(base_url=server.base_url, api_key="k", max_retries=0,
-                                      http_client=openai.DefaultAioHttpClient()) as c:
+        async with openai.AsyncOpenAI(
+            base_url=server.base_url, api_key="k", max_retries=0, http_client=openai.DefaultAioHttpClient()
+        ) as c:
             r = await c.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}])
             return r.choices[0].message.content or ""
 
@@ -301,13 +351,29 @@ def test_sandbox_endpoints(server) -> None:  # noqa: ANN001
     c = sync_client(server)
     c.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}], n=2)
     stats = httpx.get(f"{base}/sandbox/stats", timeout=5).json()
-    for key in ("requests", "requests_total", "chat_completions", "choices", "tokens", "responses_429",
-                "limit_violations", "faults", "jobs_created", "files_created", "batches_created"):
+    for key in (
+        "requests",
+        "requests_total",
+        "chat_completions",
+        "choices",
+        "tokens",
+        "responses_429",
+        "limit_violations",
+        "faults",
+        "jobs_created",
+        "files_created",
+        "batches_created",
+    ):
         assert key in stats
     assert stats["chat_completions"] == 1 and stats["choices"] == 2
     assert stats["requests"]["POST /v1/chat/completions"] == 1
-    assert stats == {**server.stats(), "uptime_s": stats["uptime_s"], "since_reset_s": stats["since_reset_s"],
-                     "requests": stats["requests"], "requests_total": stats["requests_total"]}
+    assert stats == {
+        **server.stats(),
+        "uptime_s": stats["uptime_s"],
+        "since_reset_s": stats["since_reset_s"],
+        "requests": stats["requests"],
+        "requests_total": stats["requests_total"],
+    }
     reset = httpx.post(f"{base}/sandbox/reset_stats", timeout=5).json()
     assert reset["chat_completions"] == 0
     c.close()
