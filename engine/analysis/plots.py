@@ -226,10 +226,17 @@ def save_png(fig: Figure, path: Path) -> Path:
 
 
 def draw_plots(analysis: pl.DataFrame, out_dir: Path, ci: float = 0.95) -> dict[str, Path]:
-    """Draw every figure the run has data for into ``out_dir``; stem → path."""
+    """Draw every figure the run has data for into ``out_dir``; stem → path.
+
+    A figure without data is not drawn, and an old PNG of it is removed so the directory never
+    shows a plot of a previous analysis.
+    """
     out: dict[str, Path] = {}
     for stem, make in FIGURES.items():
         fig = make(analysis, ci)
+        path = out_dir / f"{stem}.png"
         if fig is not None:
-            out[stem] = save_png(fig, out_dir / f"{stem}.png")
+            out[stem] = save_png(fig, path)
+        else:
+            path.unlink(missing_ok=True)
     return out

@@ -212,3 +212,34 @@ def run_dir(tmp_path: Path, paper_run: Run) -> Path:
 @pytest.fixture
 def fast_cfg() -> AnalysisConfig:
     return AnalysisConfig(bootstrap=200)
+
+
+_SCORE_DEFAULTS: dict[str, Any] = {
+    "sample_key": "", "state": "m", "probe_set": "p", "family": "self_assessment", "item_id": "i",
+    "dimension": "good", "format": "choice", "category": None, "paraphrase": 0, "variant": 0,
+    "sample_index": 0, "level": "sample", "source": "parse", "rubric": None, "score": 0.0, "status": "ok",
+    "judge_raw": None, "mass": None, "k": None,
+}
+
+
+def scores_frame(rows: list[dict[str, Any]]) -> pl.DataFrame:
+    """A scores table from partial rows (unset columns take neutral defaults)."""
+    return _frame([{**_SCORE_DEFAULTS, **r} for r in rows], SCORES)
+
+
+def models_frame(states: list[str]) -> pl.DataFrame:
+    return _frame([_state_row(s) for s in states], MODELS)
+
+
+class Synth:
+    """The fabrication helpers, handed to tests as the ``synth`` fixture."""
+
+    PAPER_LEVELS = PAPER_LEVELS
+    fabricate = staticmethod(fabricate)
+    scores_frame = staticmethod(scores_frame)
+    models_frame = staticmethod(models_frame)
+
+
+@pytest.fixture(scope="session")
+def synth() -> type[Synth]:
+    return Synth
