@@ -12,7 +12,7 @@ from typing import Any
 
 import polars as pl
 
-from engine.schemas import ANALYSIS, MODELS
+from engine.schemas import ANALYSIS
 
 ALL = "all"
 """Value of ``dimension`` / ``format`` in rows that pool over dimensions / formats."""
@@ -94,13 +94,6 @@ def state_table(models: pl.DataFrame, states: Iterable[str] = ()) -> pl.DataFram
     parsed = pl.DataFrame([parse_state(s) for s in extra], schema=known.schema) if extra else known.clear()
     table = pl.concat([known, parsed], how="vertical")
     return table.sort(["base_model", pl.col("pipeline").fill_null(""), "depth", "state"])
-
-
-def state_schema() -> dict[str, pl.DataType]:
-    """Polars types of the state table's columns (as declared for models.parquet)."""
-    empty = pl.from_arrow(MODELS.empty_table())
-    assert isinstance(empty, pl.DataFrame)
-    return {c: empty.schema[c] for c in STATE_COLUMNS}
 
 
 def with_state_keys(rows: pl.DataFrame, states: pl.DataFrame, *, suffix: str = "") -> pl.DataFrame:

@@ -24,8 +24,6 @@ from engine.analysis.summary import missing_rates, summarise
 from engine.analysis.units import unit_scores
 from engine.config.schema import AnalysisConfig
 
-ANALYSIS_ORDER = {"summary": 0, "paired": 1, "correlation": 2}
-
 
 def compute_analysis(models: pl.DataFrame, scores: pl.DataFrame, cfg: AnalysisConfig) -> pl.DataFrame:
     """Every statistic of the run, in the ANALYSIS schema. Families absent from the run give no rows."""
