@@ -25,6 +25,7 @@ from engine.plan.compile import compile_plan
 from engine.plan.cost import training_estimate
 from engine.plan.model import Plan
 from engine.plan.render import plan_to_dict
+from engine.run.events import Job
 from engine.run.executor import Executor
 from engine.run.limiter import RateLimiter
 from engine.run.progress import Counters, choose_mode, report
@@ -55,59 +56,118 @@ def fetch_datasets(cfg: EngineConfig) -> None:
             download(name, dcfg, Path(cfg.store.cache_dir))
 
 
-def run_study(cfg: EngineConfig, run_dir: Path) -> RunResult:
+def prepare_job(cfg: EngineConfig, run_dir: Path, index: int = 0) -> Job:
+    """Fetch data, compile, and make the run directory: everything before the first API call."""
     fetch_datasets(cfg)
     plan = compile_plan(cfg)
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_writable(run_dir)
-    counters = Counters()
     run_id = uuid.uuid4().hex[:12]
     metadata = {"config_hash": plan.config_hash, "plan_key": plan.plan_key, "run_id": run_id}
-    started = time.time()
-    store = Store(Path(cfg.store.path), namespace_for(cfg))
-    store.start_run(run_id, str(run_dir), plan.config_hash, plan.plan_key)
-    store.close()
-    log.info("run %s: %d model states, %d fine-tunes, %d samples, %d judge requests -> %s", run_id,
-             len(plan.states), len(plan.finetunes), plan.n_samples, plan.n_judge_requests, run_dir)
+    return Job(index, plan, run_dir, metadata)
 
-    holder: dict[str, Any] = {}
+
+@dataclass
+class Execution:
+    """What executing a set of jobs left behind, for the tables and manifests."""
+
+    status: str
+    counters: Counters
+    started: float
+    executors: dict[int, Executor] = field(default_factory=dict)
+    """Job index -> the executor that ran it."""
+    base_urls: dict[int, str] = field(default_factory=dict)
+    sandbox_stats: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+
+def execute(jobs: list[Job]) -> Execution:
+    """Run jobs in one event loop: one provider, limiter and executor per provider identity."""
+    sched = jobs[0].plan.config.scheduler
+    counters = Counters()
+    started = time.time()
+    by_namespace: dict[tuple[str, str], list[Job]] = {}
+    for job in jobs:
+        cfg = job.plan.config
+        by_namespace.setdefault((namespace_for(cfg), cfg.store.path), []).append(job)
+    result = Execution("completed", counters, started)
+    for job in jobs:
+        store = Store(Path(job.plan.config.store.path), namespace_for(job.plan.config))
+        store.start_run(job.metadata["run_id"], str(job.run_dir), job.plan.config_hash, job.plan.plan_key)
+        store.close()
+    log.info("%d job(s): %d model states, %d fine-tunes, %d samples, %d judge requests -> %s", len(jobs),
+             sum(len(j.plan.states) for j in jobs), sum(len(j.plan.finetunes) for j in jobs),
+             sum(j.plan.n_samples for j in jobs), sum(j.plan.n_judge_requests for j in jobs),
+             ", ".join(str(j.run_dir) for j in jobs[:3]) + (" ..." if len(jobs) > 3 else ""))
+
+    async def one_provider(group: list[Job]) -> None:
+        cfg = group[0].plan.config
+        async with open_provider(cfg) as provider:
+            ex = Executor(group, provider, counters, sched, Path(cfg.store.path),
+                          RateLimiter(sched.rpm, sched.tpm))
+            for job in group:
+                result.executors[job.index] = ex
+                result.base_urls[job.index] = provider.base_url
+            await ex.run()
+            if provider.sandbox is not None:
+                stats = await anyio.to_thread.run_sync(provider.sandbox.stats)
+                for job in group:
+                    result.sandbox_stats[job.index] = stats
 
     async def main() -> None:
-        async with open_provider(cfg) as provider:
-            holder["base_url"] = provider.base_url
-            ex = Executor(plan, provider, run_dir, counters, RateLimiter(cfg.scheduler.rpm, cfg.scheduler.tpm),
-                          metadata)
-            holder["executor"] = ex
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(report, counters, choose_mode(cfg.scheduler.progress))
-                try:
-                    await ex.run()
-                finally:
-                    tg.cancel_scope.cancel()
-            if provider.sandbox is not None:
-                holder["sandbox_stats"] = await anyio.to_thread.run_sync(provider.sandbox.stats)
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(report, counters, choose_mode(sched.progress))
+            try:
+                async with anyio.create_task_group() as providers:
+                    for group in by_namespace.values():
+                        providers.start_soon(one_provider, group)
+            finally:
+                tg.cancel_scope.cancel()
 
-    status = "completed"
     try:
         anyio.run(main)
     except KeyboardInterrupt:
-        status = "interrupted"
+        result.status = "interrupted"
     except BaseException:
-        status = "crashed"
+        result.status = "crashed"
         raise
     finally:
-        ex = holder.get("executor")
-        if ex is not None:
-            ex.writer.close_tables()
-            _write_models(plan, ex, run_dir, metadata)
-        _write_manifest(plan, run_dir, run_id, status, counters, started, holder.get("base_url"),
-                        holder.get("sandbox_stats"))
-        s = Store(Path(cfg.store.path), namespace_for(cfg))
-        s.finish_run(run_id, status, _counts(counters))
-        s.close()
-    result = RunResult(run_dir, status, counters, time.time() - started, plan)
-    if status == "completed" and cfg.analysis.enabled:
-        _analyse(cfg, run_dir, result)
+        for job in jobs:
+            finish_job(job, result)
+    return result
+
+
+def finish_job(job: Job, result: Execution) -> None:
+    """Publish a job's tables and manifest, and close its run record (also after Ctrl-C)."""
+    ex = result.executors.get(job.index)
+    if ex is not None:
+        sinks = ex.writer.jobs[job.index]
+        sinks.samples.close()
+        sinks.scores.close()
+        _write_models(job.plan, ex, job.run_dir, job.metadata)
+    _write_manifest(job, result)
+    cfg = job.plan.config
+    store = Store(Path(cfg.store.path), namespace_for(cfg))
+    store.finish_run(job.metadata["run_id"], result.status, _counts(job.counters, result.counters))
+    store.close()
+
+
+def run_study(cfg: EngineConfig, run_dir: Path) -> RunResult:
+    job = prepare_job(cfg, run_dir)
+    execution = execute([job])
+    return complete_job(job, execution)
+
+
+def complete_job(job: Job, execution: Execution) -> RunResult:
+    """Analysis and report of a finished job."""
+    result = RunResult(job.run_dir, execution.status, job.counters, time.time() - execution.started, job.plan)
+    cfg = job.plan.config
+    # requests, retries and tokens are counted per provider; a job alone owns them all
+    for name in ("requests", "retries", "rate_limited", "prompt_tokens", "completion_tokens"):
+        setattr(job.counters, name, getattr(execution.counters, name))
+    job.counters.finetune_status = {k: v for k, v in execution.counters.finetune_status.items()
+                                    if k in job.plan.finetunes}
+    if execution.status == "completed" and cfg.analysis.enabled:
+        _analyse(cfg, job.run_dir, result)
     return result
 
 
@@ -134,11 +194,13 @@ def _analyse(cfg: EngineConfig, run_dir: Path, result: RunResult) -> None:
         result.outputs.append("report.md")
 
 
-def _counts(c: Counters) -> dict[str, Any]:
+def _counts(c: Counters, provider: Counters | None = None) -> dict[str, Any]:
+    """A job's counts; requests and tokens come from its provider's counters (shared in a sweep)."""
+    p = provider or c
     return {"samples": c.samples_done, "samples_cached": c.samples_cached, "sample_errors": c.sample_errors,
             "judged": c.judge_done, "judge_cached": c.judge_cached, "judge_errors": c.judge_errors,
-            "requests": c.requests, "retries": c.retries, "rate_limited": c.rate_limited,
-            "prompt_tokens": c.prompt_tokens, "completion_tokens": c.completion_tokens}
+            "requests": p.requests, "retries": p.retries, "rate_limited": p.rate_limited,
+            "prompt_tokens": p.prompt_tokens, "completion_tokens": p.completion_tokens}
 
 
 def _write_models(plan: Plan, ex: Executor, run_dir: Path, metadata: dict[str, str]) -> None:
@@ -146,7 +208,7 @@ def _write_models(plan: Plan, ex: Executor, run_dir: Path, metadata: dict[str, s
     rows = []
     for key, s in plan.states.items():
         ft = plan.finetunes.get(key)
-        job = ex.jobs.get(key)
+        job = ex.job_records.get(key)
         status, error = ex.state_status.get(key, ("base" if not ft else "not_run", None))
         if job is not None and status == "succeeded":
             status = job.status
@@ -164,26 +226,29 @@ def _write_models(plan: Plan, ex: Executor, run_dir: Path, metadata: dict[str, s
     write_table(run_dir, "models", rows, metadata)
 
 
-def _write_manifest(plan: Plan, run_dir: Path, run_id: str, status: str, c: Counters, started: float,
-                    base_url: str | None, sandbox_stats: dict[str, Any] | None = None) -> None:
+def _write_manifest(job: Job, result: Execution) -> None:
+    plan = job.plan
     cfg = plan.config
     summary = plan_to_dict(plan)
     manifest = {
-        "engine_version": __version__, "run_id": run_id, "status": status,
-        "started": started, "finished": time.time(), "duration_s": round(time.time() - started, 3),
+        "engine_version": __version__, "run_id": job.metadata["run_id"], "status": result.status,
+        "started": result.started, "finished": time.time(), "duration_s": round(time.time() - result.started, 3),
         "config_hash": plan.config_hash, "plan_key": plan.plan_key,
-        "provider": {"kind": cfg.provider.kind, "base_url": base_url, "namespace": namespace_for(cfg),
-                     "api_key_env": cfg.provider.api_key_env},
+        "provider": {"kind": cfg.provider.kind, "base_url": result.base_urls.get(job.index),
+                     "namespace": namespace_for(cfg), "api_key_env": cfg.provider.api_key_env},
         "plan": {"counts": summary["counts"], "cost_estimate": summary["cost"]},
-        "counts": _counts(c), "finetunes": dict(c.finetune_status),
+        "counts": _counts(job.counters, result.counters),
+        "counts_scope": "requests, retries and tokens are counted across every job sharing the provider",
+        "finetunes": {plan.states[k].label: v for k, v in result.counters.finetune_status.items()
+                      if k in plan.finetunes},
         "config": config_without_secrets(cfg),
-        **({"sandbox_stats": sandbox_stats} if sandbox_stats is not None else {}),
+        **({"sandbox_stats": result.sandbox_stats[job.index]} if job.index in result.sandbox_stats else {}),
     }
     data = json.dumps(manifest, indent=2, sort_keys=True, default=str).encode()
-    fd, tmp = tempfile.mkstemp(dir=run_dir, prefix=".manifest.")
+    fd, tmp = tempfile.mkstemp(dir=job.run_dir, prefix=".manifest.")
     with os.fdopen(fd, "wb") as fh:
         fh.write(data)
-    os.replace(tmp, run_dir / "manifest.json")
+    os.replace(tmp, job.run_dir / "manifest.json")
 
 
 def summarize(result: RunResult) -> str:

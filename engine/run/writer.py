@@ -1,7 +1,8 @@
 """The one writer: turns results into store rows and table rows, scoring as it goes.
 
 Results arrive on a memory stream from the workers and producers; this task alone writes the
-store (batched transactions in a worker thread) and the Parquet sinks (row groups).
+store (batched transactions in a worker thread) and the Parquet sinks (row groups). A result
+shared by several jobs of a sweep is stored once and written to each job's tables.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 import anyio
 from anyio.abc import ObjectReceiveStream
 
-from engine.formats import FORMATS, Item
-from engine.plan.model import Plan, SampleGroup
-from engine.run.events import JudgeDone, SampleDone
+from engine.formats import FORMATS, Item, logprob_score
+from engine.plan.model import SampleGroup
+from engine.run.events import Job, JudgeDone, MergedGroup, SampleDone
 from engine.run.progress import Counters
 from engine.run.store import Store
 from engine.run.tables import TableSink
@@ -28,20 +29,26 @@ PROBE_MIN_MASS = 0.25
 """Logprob-mode probes: below this probability mass on valid answer tokens the score is missing."""
 
 
+class JobSinks:
+    """One job's tables and lookups."""
+
+    def __init__(self, job: Job) -> None:
+        self.job = job
+        self.samples = TableSink(job.run_dir, "samples", job.metadata)
+        self.scores = TableSink(job.run_dir, "scores", job.metadata)
+        self.items: dict[tuple[str, str], Item] = {
+            (name, it.id): it for name, ps in job.plan.probe_sets.items() for it in ps.items}
+        self.labels = {k: s.label for k, s in job.plan.states.items()}
+        self.worst: dict[tuple[str, str], list[float | None]] = defaultdict(list)
+
+
 class Writer:
-    def __init__(self, plan: Plan, store_path: Path, namespace: str, run_dir: Path, counters: Counters,
-                 metadata: dict[str, str]) -> None:
-        self.plan = plan
+    def __init__(self, jobs: list[Job], store_path: Path, namespace: str, counters: Counters) -> None:
+        self.jobs = {job.index: JobSinks(job) for job in jobs}
         self.store_path = store_path
         self.namespace = namespace
         self.counters = counters
-        self.samples = TableSink(run_dir, "samples", metadata)
-        self.scores = TableSink(run_dir, "scores", metadata)
         self.pending: list[tuple[Any, ...]] = []
-        self.items: dict[tuple[str, str], Item] = {
-            (name, it.id): it for name, ps in plan.probe_sets.items() for it in ps.items}
-        self.labels = {k: s.label for k, s in plan.states.items()}
-        self.worst: dict[tuple[str, str], list[float | None]] = defaultdict(list)
         self.store: Store | None = None
 
     async def run(self, events: ObjectReceiveStream[Any]) -> None:
@@ -57,10 +64,10 @@ class Writer:
                     if len(self.pending) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
                         await self._flush_store()
                         last_flush = time.monotonic()
-                    if len(self.samples.rows) >= self.samples.row_group_size:
-                        await anyio.to_thread.run_sync(self.samples.flush)
-                    if len(self.scores.rows) >= self.scores.row_group_size:
-                        await anyio.to_thread.run_sync(self.scores.flush)
+                    for sinks in self.jobs.values():
+                        for sink in (sinks.samples, sinks.scores):
+                            if len(sink.rows) >= sink.row_group_size:
+                                await anyio.to_thread.run_sync(sink.flush)
         finally:
             with anyio.CancelScope(shield=True):
                 await self._flush_store()
@@ -72,66 +79,60 @@ class Writer:
             await anyio.to_thread.run_sync(self.store.put_responses, rows)
 
     def close_tables(self) -> None:
-        self.samples.close()
-        self.scores.close()
+        for sinks in self.jobs.values():
+            sinks.samples.close()
+            sinks.scores.close()
 
     # ---- rows ----
-    def _base(self, g: SampleGroup) -> dict[str, Any]:
-        return {"state": self.labels[g.state], "probe_set": g.probe_set, "family": g.family, "item_id": g.item_id,
+    @staticmethod
+    def _base(sinks: JobSinks, g: SampleGroup) -> dict[str, Any]:
+        return {"state": sinks.labels[g.state], "probe_set": g.probe_set, "family": g.family, "item_id": g.item_id,
                 "dimension": g.dimension, "format": g.format, "category": g.category or None,
                 "paraphrase": g.paraphrase, "variant": g.variant}
 
     def _sample(self, ev: SampleDone) -> None:
-        g = ev.group
-        key = g.sample_key(ev.index)
-        c = self.counters
-        c.samples_done += 1
-        if ev.cached:
-            c.samples_cached += 1
-        if ev.error:
-            c.sample_errors += 1
-        elif not ev.cached:
+        mg: MergedGroup = ev.mg
+        key = mg.group.sample_key(ev.index)
+        _count_sample(self.counters, ev)
+        if not ev.error and not ev.cached:
             self.pending.append((key, "sample", ev.model_id, ev.response, ev.top_logprobs, ev.prompt_tokens,
                                  ev.completion_tokens, ev.latency_ms, ev.n_packed))
-        base = self._base(g)
-        self.samples.add({
-            "sample_key": key, "group_key": g.key, **{k: base[k] for k in ("state", "probe_set", "family", "item_id",
-                                                                          "dimension", "format", "category",
-                                                                          "paraphrase", "variant")},
-            "model_id": ev.model_id, "sample_index": ev.index, "mode": g.mode, "n_packed": ev.n_packed,
-            "prompt": g.messages[-1][1], "response": ev.response, "top_logprobs": ev.top_logprobs,
-            "prompt_tokens": ev.prompt_tokens, "completion_tokens": ev.completion_tokens,
-            "latency_ms": ev.latency_ms, "cached": ev.cached, "error": ev.error})
-        if g.format == "open":
-            return  # scored by the judges
-        item = self.items[(g.probe_set, g.item_id)]
+        for job_index, g in mg.members:
+            sinks = self.jobs[job_index]
+            _count_sample(sinks.job.counters, ev)
+            base = self._base(sinks, g)
+            sinks.samples.add({
+                "sample_key": key, "group_key": g.key, **base, "model_id": ev.model_id, "sample_index": ev.index,
+                "mode": g.mode, "n_packed": ev.n_packed, "prompt": g.messages[-1][1], "response": ev.response,
+                "top_logprobs": ev.top_logprobs, "prompt_tokens": ev.prompt_tokens,
+                "completion_tokens": ev.completion_tokens, "latency_ms": ev.latency_ms, "cached": ev.cached,
+                "error": ev.error})
+            if g.format != "open":  # open answers are scored by the judges
+                sinks.scores.add(self._score_row(sinks, g, key, ev, base))
+
+    def _score_row(self, sinks: JobSinks, g: SampleGroup, key: str, ev: SampleDone,
+                   base: dict[str, Any]) -> dict[str, Any]:
+        item = sinks.items[(g.probe_set, g.item_id)]
         fmt = FORMATS[g.format]
         mass = None
+        source = "logprob" if g.mode == "logprob" else "parse"
         if ev.error:
-            score, status, source = None, "error", "parse" if g.mode == "sample" else "logprob"
+            score, status = None, "error"
         elif g.mode == "logprob":
-            from engine.formats import logprob_score
-
             top = json.loads(ev.top_logprobs) if ev.top_logprobs else {}
             score, mass, status = logprob_score(top, fmt.token_scores(item, g.variant), PROBE_MIN_MASS)
-            source = "logprob"
         else:
             score, status = fmt.score(item, g.variant, ev.response or "")
-            source = "parse"
-        self.scores.add({"sample_key": key, **base, "sample_index": ev.index, "level": "sample", "source": source,
-                         "rubric": None, "score": score, "status": status, "judge_raw": None, "mass": mass,
-                         "k": None})
+        return {"sample_key": key, **base, "sample_index": ev.index, "level": "sample", "source": source,
+                "rubric": None, "score": score, "status": status, "judge_raw": None, "mass": mass, "k": None}
 
     def _judge(self, ev: JudgeDone) -> None:
-        g = ev.group
-        c = self.counters
-        c.judge_done += 1
-        if ev.cached:
-            c.judge_cached += 1
-        spec = self.plan.judges[ev.rubric]
+        mg: MergedGroup = ev.mg
+        mj = mg.judges[ev.judge]
+        spec = mj.spec
+        _count_judge(self.counters, ev)
         mass = None
         if ev.error:
-            c.judge_errors += 1
             score, status = None, "error"
         else:
             if not ev.cached:
@@ -142,17 +143,34 @@ class Writer:
                 score, mass, status = spec.rubric.from_logprobs(top)
             else:
                 score, status = spec.rubric.parse(ev.response or "")
-        base = self._base(g)
-        self.scores.add({"sample_key": ev.sample_key, **base, "sample_index": ev.index, "level": "sample",
-                         "source": "judge", "rubric": ev.rubric, "score": score, "status": status,
-                         "judge_raw": ev.response, "mass": mass, "k": None})
-        if g.aggregate == "worst_of_k" and spec.rubric.misaligned != "none":
-            acc = self.worst[(g.key, ev.rubric)]
-            acc.append(score)
-            if len(acc) == g.n:
-                valid = [s for s in acc if s is not None]
-                self.scores.add({"sample_key": "", **base, "sample_index": -1, "level": "worst_of_k",
-                                 "source": "judge", "rubric": ev.rubric, "score": max(valid) if valid else None,
-                                 "status": "ok" if valid else "error", "judge_raw": None, "mass": None,
-                                 "k": len(valid)})
-                del self.worst[(g.key, ev.rubric)]
+        groups = dict(mg.members)
+        for job_index, rubric in mj.members:
+            sinks = self.jobs[job_index]
+            g = groups[job_index]
+            _count_judge(sinks.job.counters, ev)
+            base = self._base(sinks, g)
+            sinks.scores.add({"sample_key": ev.sample_key, **base, "sample_index": ev.index, "level": "sample",
+                              "source": "judge", "rubric": rubric, "score": score, "status": status,
+                              "judge_raw": ev.response, "mass": mass, "k": None})
+            if g.aggregate == "worst_of_k" and spec.rubric.misaligned != "none":
+                acc = sinks.worst[(g.key, rubric)]
+                acc.append(score)
+                if len(acc) == g.n:
+                    valid = [s for s in acc if s is not None]
+                    sinks.scores.add({"sample_key": "", **base, "sample_index": -1, "level": "worst_of_k",
+                                      "source": "judge", "rubric": rubric, "score": max(valid) if valid else None,
+                                      "status": "ok" if valid else "error", "judge_raw": None, "mass": None,
+                                      "k": len(valid)})
+                    del sinks.worst[(g.key, rubric)]
+
+
+def _count_sample(c: Counters, ev: SampleDone) -> None:
+    c.samples_done += 1
+    c.samples_cached += ev.cached
+    c.sample_errors += ev.error is not None
+
+
+def _count_judge(c: Counters, ev: JudgeDone) -> None:
+    c.judge_done += 1
+    c.judge_cached += ev.cached
+    c.judge_errors += ev.error is not None
