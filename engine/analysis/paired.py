@@ -20,7 +20,9 @@ paired with each pipeline's states.
   same non-zero pairs (Kerby 2014; in [−1, 1], positive when b > a), and the mean difference with
   a percentile bootstrap CI over pairs.
 - Correction: ``AnalysisConfig.correction`` within each family of tests, a family being the probe
-  family × measure (FAMILY_KEYS): it spans base models, pipelines, stage pairs and scopes.
+  family × measure (FAMILY_KEYS), across base models, pipelines and stage pairs. The headline
+  tests (all units, ``dimension='all'``) and the per-dimension breakdown are corrected as separate
+  families, so adding dimensions to a probe set never dilutes the headline comparisons.
 
 Rows: statistic='wilcoxon' (value W = scipy's statistic, min(R+, R−); p_value, p_adjusted,
 significant, effect_size = r, n = pairs) and statistic='mean_difference' (value, CI, effect_size =
@@ -45,8 +47,8 @@ from engine.config.schema import AnalysisConfig
 EXACT_MAX = 50
 """Non-zero pairs up to which the signed-rank p-value is exact (scipy's exact limit too)."""
 
-FAMILY_KEYS = ("family", "x")
-"""Columns that define a family of tests for the multiple-comparison correction."""
+FAMILY_KEYS = ("family", "x", "by_dimension")
+"""What defines a family of tests for the correction: probe family × measure × scope."""
 
 PAIR_COLUMNS = ["base_model", "pipeline", "state", "stage", "state_b", "stage_b"]
 MATCH_KEYS = ["probe_set", "family", "measure", "dimension", "format", "item_id", "paraphrase", "variant"]
@@ -174,7 +176,8 @@ def paired_comparisons(units: pl.DataFrame, states: pl.DataFrame, cfg: AnalysisC
         keys = {**rec, "x": measure, "format": ALL, "analysis": "paired"}
         rows.extend(_test_rows(keys, d, cfg))
     out = pl.DataFrame(rows, infer_schema_length=None)
-    out = apply_correction(
-        out.with_columns(pl.col("p_value").cast(pl.Float64)), list(FAMILY_KEYS), cfg.correction, cfg.alpha
+    out = out.with_columns(
+        pl.col("p_value").cast(pl.Float64), (pl.col("dimension") != ALL).alias("by_dimension")
     )
-    return to_analysis([out])
+    out = apply_correction(out, list(FAMILY_KEYS), cfg.correction, cfg.alpha)
+    return to_analysis([out.drop("by_dimension")])

@@ -164,7 +164,8 @@ def _methods(settings: Mapping[str, Any]) -> str:
         "differences dropped; exact p up to 50 non-zero pairs); effect size: matched-pairs rank-biserial r "
         "(positive = the later state is more misaligned) and the mean difference with a bootstrap CI.",
         f"- Multiple comparisons: {settings.get('correction', '?')} correction within each probe family × "
-        f"measure, α = {settings.get('alpha', '?')}. Per-dimension tests are in analysis.parquet.",
+        f"measure, α = {settings.get('alpha', '?')}, across models, pipelines and stage pairs. The "
+        "per-dimension tests (in analysis.parquet) are corrected as their own families.",
         "- Correlations: Spearman across model states (exact permutation p for N ≤ 8).",
     ])
 

@@ -124,9 +124,13 @@ def test_paired_wilcoxon_equals_scipy_on_the_same_pairs(run: Any, analysis: pl.D
 def test_holm_applied_within_each_family_of_tests(analysis: pl.DataFrame) -> None:
     tests = analysis.filter(pl.col("statistic") == "wilcoxon")
     assert tests.height > 0
-    for _, part in tests.group_by("family", "x"):
+    families = list(tests.group_by("family", "x", pl.col("dimension") == "all"))
+    assert len(families) == 5 * 2  # (SA, intentions, harm, open mean, open rate) × (headline, by dimension)
+    for _, part in families:
         assert part["p_adjusted"].to_numpy() == pytest.approx(holm(part["p_value"].to_numpy()))
         assert (part["significant"] == (part["p_adjusted"] <= CFG.alpha)).all()
+    headline = tests.filter((pl.col("family") == "self_assessment") & (pl.col("dimension") == "all"))
+    assert headline.height == 3  # three stage pairs in one pipeline: m = 3 for the headline family
 
 
 def test_directions_and_significance_follow_the_true_effects(analysis: pl.DataFrame) -> None:
