@@ -87,10 +87,11 @@ def self_assessment_figure(analysis: pl.DataFrame, ci: float = 0.95) -> Figure |
         for handle, lab in zip(*ax.get_legend_handles_labels(), strict=False):
             legend.setdefault(lab, handle)
     fig.legend(list(legend.values()), list(legend.keys()), title="state (chain from the base)",
-               loc="outside right upper")
+               loc="outside lower center", ncols=min(len(legend), 6))
     for ax in axes[len(groups):]:
         ax.set_visible(False)
-    fig.suptitle(f"Self-assessment by dimension and state (bars: mean; error bars: {ci:.0%} bootstrap CI)")
+    fig.suptitle(f"Self-assessment by dimension and state\n(bars: mean over formats; error bars: {ci:.0%} "
+                 "bootstrap CI)")
     return fig
 
 
@@ -123,7 +124,7 @@ def behaviour_figure(analysis: pl.DataFrame, ci: float = 0.95) -> Figure | None:
     labels = sorted(set(scores["label"].to_list()), key=lambda lab: (order.get(lab.split(":")[0], 9), lab))
     states = ordered_states(scores)
     x_of = dict(zip(states, _positions(states), strict=False))
-    fig = Figure(figsize=(max(6.0, 0.5 * len(states) + 2.5), 3.3 * len(labels) + 0.8), layout="constrained")
+    fig = Figure(figsize=(max(8.0, 0.5 * len(states) + 2.5), 3.4 * len(labels) + 1.0), layout="constrained")
     axes = fig.subplots(len(labels), 1, squeeze=False).ravel()
     extra_colors: dict[str, str] = {}
     seen_stages: dict[str, str] = {}
@@ -147,8 +148,8 @@ def behaviour_figure(analysis: pl.DataFrame, ci: float = 0.95) -> Figure | None:
         ax.set_title(f"{title}: {BEHAVIOUR_MEASURES.get(family, 'mean score')}")
     axes[-1].set_xlabel("model state")
     handles = [Patch(facecolor=c, edgecolor="black", label=st) for st, c in seen_stages.items()]
-    fig.legend(handles=handles, title="stage", loc="outside right upper")
-    fig.suptitle(f"Behaviour by model state (bars: score; error bars: {ci:.0%} bootstrap CI over prompts)")
+    fig.legend(handles=handles, title="stage", loc="outside lower center", ncols=min(len(handles), 6))
+    fig.suptitle(f"Behaviour by model state\n(bars: score; error bars: {ci:.0%} bootstrap CI over prompts)")
     return fig
 
 
