@@ -117,7 +117,8 @@ class SandboxServer:
             return self
         sock = bind(self.host, self._requested_port)
         self.port = sock.getsockname()[1]
-        self._server = uvicorn.Server(uvicorn_config(build_app(self.sandbox)))
+        # log_config=None: in-process, leave the host program's logging set-up alone
+        self._server = uvicorn.Server(uvicorn_config(build_app(self.sandbox), log_config=None))
         self._thread = threading.Thread(
             target=self._run, args=(sock,), name=f"sandbox:{self.port}", daemon=True
         )
