@@ -35,6 +35,12 @@ def main(argv: Sequence[str]) -> int:
     return _hydra(args)
 
 
+def quiet_http_logs() -> None:
+    """Hydra sets the root logger to INFO; per-request lines of the HTTP clients are noise."""
+    for noisy in ("httpx", "httpx2", "openai", "aiohttp", "uvicorn", "uvicorn.error"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
 def _hydra(args: list[str]) -> int:
     import hydra
     from omegaconf import DictConfig
@@ -48,8 +54,7 @@ def _hydra(args: list[str]) -> int:
 
         from engine.run.runner import run_study, summarize
 
-        for noisy in ("httpx", "httpx2", "openai", "aiohttp", "uvicorn", "uvicorn.error"):
-            logging.getLogger(noisy).setLevel(logging.WARNING)
+        quiet_http_logs()
         try:
             cfg = to_typed(dcfg)
             result = run_study(cfg, Path(HydraConfig.get().runtime.output_dir))

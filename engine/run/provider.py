@@ -25,6 +25,8 @@ from engine.errors import ProviderConfigError
 from engine.hashing import content_key
 
 SANDBOX_KEY = "sandbox-key-not-secret"
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+PREFLIGHT_TIMEOUT_S = 10.0
 
 
 def namespace_for(cfg: EngineConfig) -> str:
@@ -45,6 +47,60 @@ def api_key(cfg: EngineConfig) -> str:
             f"environment variable {cfg.provider.api_key_env} is not set", key="provider.api_key_env",
             hint=f"export {cfg.provider.api_key_env}=... or use provider=sandbox")
     return key
+
+
+def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
+                   timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
+    """One ``GET /models`` before anything is spent, for a provider outside this process.
+
+    A server that cannot be reached, rejects the key, is not an OpenAI API root, or does not
+    serve a model the study names, stops the study with one line naming the key (exit 2)
+    instead of retrying every request for minutes. ``models``: config key -> model id to look
+    for. A busy or failing server (429, 5xx) is not an error here: the run retries those.
+    The key goes only into the Authorization header, never into a message.
+    """
+    if cfg.provider.kind == "sandbox" and not cfg.provider.base_url:
+        return  # the in-process sandbox
+    import httpx
+
+    base = (cfg.provider.base_url or DEFAULT_BASE_URL).rstrip("/")
+    headers = {"Authorization": f"Bearer {api_key(cfg)}"}
+    if cfg.provider.organization:
+        headers["OpenAI-Organization"] = cfg.provider.organization
+    timeout = httpx.Timeout(timeout_s, connect=min(5.0, timeout_s))
+    hint = "is the server running, and does the URL end in /v1?"
+    resp = None
+    for attempt in range(3):
+        try:
+            resp = httpx.get(f"{base}/models", headers=headers, timeout=timeout, follow_redirects=True)
+            break
+        except httpx.TimeoutException:
+            raise ProviderConfigError(f"no answer from {base} within {timeout_s:g} s", key="provider.base_url",
+                                      hint=hint) from None
+        except httpx.HTTPError as exc:  # refused, reset, unknown host, bad URL
+            if attempt == 2:
+                reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise ProviderConfigError(f"cannot reach {base}: {reason}", key="provider.base_url",
+                                          hint=hint) from None
+            time.sleep(0.25 * (attempt + 1))
+    assert resp is not None
+    code = resp.status_code
+    if code in (401, 403):
+        raise ProviderConfigError(f"{base} rejected the API key in ${cfg.provider.api_key_env} (HTTP {code})",
+                                  key="provider.api_key_env", hint="check the key and the organization")
+    if code == 404:
+        raise ProviderConfigError(f"{base}/models answered 404: not an OpenAI-compatible API root",
+                                  key="provider.base_url", hint=hint)
+    if code != 200 or not models:
+        return
+    try:
+        served = {str(m["id"]) for m in resp.json()["data"]}
+    except (ValueError, KeyError, TypeError):
+        return
+    for key, model in models.items():
+        if served and model not in served:
+            raise ProviderConfigError(f"model '{model}' is not served by {base} ({len(served)} models listed)",
+                                      key=key)
 
 
 class RequestFailed(Exception):
@@ -182,7 +238,7 @@ async def open_provider(cfg: EngineConfig) -> AsyncIterator[Provider]:
         return
     base_url = cfg.provider.base_url
     client = make_client(cfg, base_url)
-    provider = Provider(client, namespace, base_url or "https://api.openai.com/v1")
+    provider = Provider(client, namespace, base_url or DEFAULT_BASE_URL)
     try:
         yield provider
     finally:

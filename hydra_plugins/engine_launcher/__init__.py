@@ -1,0 +1,1 @@
+"""Hydra launcher plugin ``hydra/launcher=engine``: a whole sweep in one event loop."""
