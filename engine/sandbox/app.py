@@ -222,7 +222,9 @@ def build_app(sb: Sandbox) -> Callable:
     @route("GET", "/v1/models")
     async def list_models(request: Request) -> Response:
         jobs.refresh_all()
-        data = [model_obj(m.id, m.created, m.owned_by) for m in world.models.values()]
+        data = [
+            model_obj(m.id, m.created, m.owned_by) for m in world.models.values() if ":ckpt-step-" not in m.id
+        ]
         data += [model_obj(a, world.models[t].created, "system") for a, t in world.aliases.items()]
         return OpenAIJSON({"object": "list", "data": data})
 

@@ -77,7 +77,7 @@ class RateLimiter:
         served.append(now)
         if self.rpm and len(served) > self.rpm and served[0] > now - WINDOW_S:
             self.violations += 1
-        if self.tpm and self.tokens > self.tpm and len(self.window) > 1:
+        if self.tpm and self.tokens > self.tpm:
             self.violations += 1
 
     def headers(self, now: float) -> dict[str, str]:
