@@ -18,7 +18,7 @@ DEFAULT_OUT = "diff.parquet"
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str) -> None:  # type: ignore[override]
-        raise UserError(message, hint=self.format_usage().strip())
+        raise UserError(message, hint=" ".join(self.format_usage().split()))
 
 
 def parser() -> argparse.ArgumentParser:
