@@ -127,9 +127,7 @@ def test_async_context_manager(specs_dir: Path) -> None:
     async def go() -> str:
         async with SandboxServer({"seed": 5}, specs_dir=specs_dir) as sb:
             async with openai.AsyncOpenAI(base_url=sb.base_url, api_key="k", max_retries=0) as c:
-                await c.chat.completions.create(
-                    model="gpt-4.1", messages=[{"role": "user", "content": "x"}]
-                )
+                await c.chat.completions.create(model="gpt-4.1", messages=[{"role": "user", "content": "x"}])
             assert sb.stats()["chat_completions"] == 1
             return sb.base_url
 
