@@ -108,7 +108,8 @@ def results_section(d: DiffResult) -> list[str]:
                      f"[{_num(x['ci_low'], True)}, {_num(x['ci_high'], True)}]",
                      "W" if paired else "U", str(x["n_pairs"]) if paired else f"{x['n_a']}/{x['n_b']}",
                      _p(x["p_value"]), _p(x["p_adjusted"])])
-    head = ["", "state", "probe set", "dimension", "A", "B", "B−A", "CI", "test", "n", "p", "p adj"]
+    head = ["", "state", "probe set", "dimension", "A", "B", "B−A", f"{s.ci:.0%} CI", "test", "n", "p",
+            "p adj"]
     lines += table(head, rows, [False, False, False, False, True, True, True, False, False, True, True, True])
     lines.append("  test: W paired Wilcoxon over shared units (n pairs), U Mann-Whitney over units (n A/B)")
     return lines
@@ -136,8 +137,7 @@ def one_sided_section(d: DiffResult) -> list[str]:
     lines.append(f"  samples by sample_key: {d.samples_shared:,} shared, {only[ONLY_A]:,} only in A, "
                  f"{only[ONLY_B]:,} only in B")
     if samples.height:
-        wide = (samples.pivot(on="side", index=["state", "probe_set"], values="count")
-                if samples.height else samples)
+        wide = samples.pivot(on="side", index=["state", "probe_set"], values="count")
         for side in (ONLY_A, ONLY_B):
             if side not in wide.columns:
                 wide = wide.with_columns(pl.lit(0).alias(side))
