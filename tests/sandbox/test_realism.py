@@ -168,10 +168,8 @@ def test_faults_are_deterministic_and_seen_by_the_sdk(make_server) -> None:  # n
 def test_slow_fault_exceeds_client_timeout(make_server) -> None:  # noqa: ANN001
     s = make_server(faults={"slow": 1.0, "slow_s": 0.5})
     c = sync_client(s, timeout=0.15)
-    t = time.monotonic()
     with pytest.raises(openai.APITimeoutError):
         c.chat.completions.create(model="gpt-4.1", messages=MSG)
-    assert time.monotonic() - t < 0.45
     c.close()
 
 
