@@ -145,10 +145,13 @@ def render_text(plan: Plan, reuse: dict[str, Any] | None = None) -> str:
             out.append(f"  {ds['name']}: {ds['source']} {ds['origin']}; {size}; sha256 {sha}; {ds['status']}")
     out += ["", f"Requests: {c['samples']:,} samples in {c['sample_requests']:,} requests, "
                 f"{c['judge_requests']:,} judge requests"]
+    held = (reuse or {}).get("samples_held", {})
     rows = [[r["state"], r["probe_set"], f"{r['samples']:,}", f"{r['requests']:,}", f"{r['prompt_tokens']:,}",
              f"{r['completion_tokens']:,}", f"{r['judge_requests']:,}", f"${r['usd'] + r['judge_usd']:.2f}"]
+            + ([f"{held.get(r['state'] + '|' + r['probe_set'], 0):,}"] if reuse else [])
             for r in d["requests"]]
-    out += _table(rows, ["model state", "probe set", "samples", "requests", "in tok", "out tok", "judge req", "est $"])
+    out += _table(rows, ["model state", "probe set", "samples", "requests", "in tok", "out tok", "judge req", "est $"]
+                  + (["in store"] if reuse else []))
     cost = d["cost"]
     out += ["", "Estimated cost (USD): "
             f"training ${cost['training_usd']:.2f}{'' if cost['training_complete'] else ' + unknown (data not fetched)'}, "
@@ -160,7 +163,9 @@ def render_text(plan: Plan, reuse: dict[str, Any] | None = None) -> str:
     out += [f"  assumes {a}" for a in cost["assumptions"]]
     if reuse:
         out += ["", f"Store ({reuse.get('store')}): {reuse.get('cached_samples', 0):,} of {c['samples']:,} samples "
-                    f"and {reuse.get('done_finetunes', 0)} of {c['finetunes']} fine-tunes already held; they will be reused"]
+                    f"and {reuse.get('done_finetunes', 0)} of {c['finetunes']} fine-tunes already held; they will be "
+                    "reused, not asked again"]
+        out += [f"  fine-tune held: {label}" for label in reuse.get("finetunes_held", [])]
     if d["warnings"]:
         out += ["", "Warnings:"] + [f"  - {w}" for w in d["warnings"]]
     if plan.config.provider.kind == "sandbox":

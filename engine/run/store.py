@@ -180,11 +180,16 @@ def reuse_summary(plan: Any) -> dict[str, Any] | None:
         return None
     store = Store(path, namespace_for(plan.config), readonly=True)
     try:
-        keys = [g.sample_key(i) for g in plan.groups for i in range(g.n)]
-        cached = store.count_cached(keys)
-        done = sum(1 for k in plan.finetunes if (j := store.job(k)) and j.status == "succeeded")
+        owner = {g.sample_key(i): (plan.states[g.state].label, g.probe_set) for g in plan.groups for i in range(g.n)}
+        held = store.lookup(list(owner))
+        done = [plan.states[k].label for k in plan.finetunes if (j := store.job(k)) and j.status == "succeeded"]
     except sqlite3.DatabaseError:
         return None
     finally:
         store.close()
-    return {"store": str(path), "cached_samples": cached, "done_finetunes": done}
+    cells: dict[str, int] = {}
+    for key in held:
+        state, probe_set = owner[key]
+        cells[f"{state}|{probe_set}"] = cells.get(f"{state}|{probe_set}", 0) + 1
+    return {"store": str(path), "cached_samples": len(held), "done_finetunes": len(done),
+            "finetunes_held": done, "samples_held": cells}

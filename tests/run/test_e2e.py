@@ -112,3 +112,18 @@ def test_packing_does_not_change_answers(fast_args: list[str], tmp_path: Path) -
     single = pl.read_parquet(tmp_path / "single" / "samples.parquet")
     assert packed["n_packed"].max() > 1 and single["n_packed"].max() == 1
     assert packed.select(CONTENT).sort("sample_key").equals(single.select(CONTENT).sort("sample_key"))
+
+
+def test_plan_shows_what_the_store_holds(run_args: list[str], tmp_path: Path,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    run(run_args, tmp_path / "r")
+    capsys.readouterr()
+    assert main(["plan", *run_args, "--json"]) == 0
+    reuse = json.loads(capsys.readouterr().out)["reuse"]
+    plan = compile_plan(load_config(run_args))
+    assert reuse["cached_samples"] == plan.n_samples and reuse["done_finetunes"] == 2
+    # another stage order shares only the base model's probes
+    assert main(["plan", *run_args, "sequence.order=[realign,misalign]", "--json"]) == 0
+    reuse = json.loads(capsys.readouterr().out)["reuse"]
+    base = sum(g.n for g in plan.groups if plan.states[g.state].finetune is None)
+    assert reuse["cached_samples"] == base and reuse["done_finetunes"] == 0
