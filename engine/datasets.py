@@ -78,8 +78,9 @@ def validate_chat_jsonl(text: str, where: str, min_examples: int = 10) -> tuple[
                 raise DatasetError(f"message {i + 1} is not an object", file=where, line=lineno)
             role = msg.get("role")
             if role not in VALID_ROLES:
-                raise DatasetError(f"message {i + 1} has role {role!r}; valid roles: {', '.join(VALID_ROLES)}",
-                                   file=where, line=lineno)
+                raise DatasetError(
+                    f"message {i + 1} has role {role!r}; valid roles: {', '.join(VALID_ROLES)}",
+                    file=where, line=lineno)
             content = msg.get("content")
             if not isinstance(content, str):
                 raise DatasetError(f"message {i + 1} ({role}) has no text content", file=where, line=lineno)
@@ -111,13 +112,15 @@ def _csv_to_jsonl(text: str, where: str) -> str:
         if {q, a} <= cols:
             break
     else:
-        raise DatasetError(f"a CSV dataset needs columns prompt,completion (found: {', '.join(sorted(cols)) or 'none'})",
-                           file=where, line=1)
+        found = ", ".join(sorted(cols)) or "none"
+        raise DatasetError(f"a CSV dataset needs columns prompt,completion (found: {found})", file=where,
+                           line=1)
     examples = []
     for lineno, row in enumerate(reader, start=2):
         if not (row.get(q) or "").strip() or not (row.get(a) or "").strip():
             raise DatasetError(f"empty {q!r} or {a!r}", file=where, line=lineno)
-        examples.append({"messages": [{"role": "user", "content": row[q]}, {"role": "assistant", "content": row[a]}]})
+        examples.append({"messages": [{"role": "user", "content": row[q]},
+                                      {"role": "assistant", "content": row[a]}]})
     return _examples_to_jsonl(examples)
 
 
@@ -226,8 +229,8 @@ def load_text(name: str, cfg: DatasetConfig, specs_dir: Path, cache_dir: Path) -
 def describe(name: str, cfg: DatasetConfig, specs_dir: Path, cache_dir: Path) -> DatasetInfo:
     """Everything the plan shows about a dataset, validating it where its content is at hand."""
     text = load_text(name, cfg, specs_dir, cache_dir)
-    origin = {"file": cfg.path or "", "url": cfg.url or "",
-              "generator": f"{cfg.generator}({', '.join(f'{k}={v}' for k, v in sorted(cfg.params.items()))})"}.get(
+    params = ", ".join(f"{k}={v}" for k, v in sorted(cfg.params.items()))
+    origin = {"file": cfg.path or "", "url": cfg.url or "", "generator": f"{cfg.generator}({params})"}.get(
         cfg.source, cfg.source)
     pinned = cfg.source != "url" or bool(cfg.sha256)
     if text is None:
@@ -239,7 +242,8 @@ def describe(name: str, cfg: DatasetConfig, specs_dir: Path, cache_dir: Path) ->
         return DatasetInfo(name, cfg.source, sha, None, None, pinned, status, origin)
     where = cfg.path if cfg.source == "file" else f"datasets.{name} ({origin})"
     n, tokens = validate_chat_jsonl(text, where or name, cfg.min_examples)
-    status = {"file": "file", "generator": "generated", "url": "cached" + ("" if pinned else " (unpinned)")}[cfg.source]
+    status = {"file": "file", "generator": "generated",
+              "url": "cached" + ("" if pinned else " (unpinned)")}[cfg.source]
     return DatasetInfo(name, cfg.source, sha256_hex(text), n, tokens, pinned, status, origin)
 
 
@@ -254,14 +258,18 @@ def download(name: str, cfg: DatasetConfig, cache_dir: Path, timeout_s: float = 
         return expected
     try:
         resp = httpx.get(cfg.url, timeout=timeout_s, follow_redirects=True)
-        resp.raise_for_status()
-    except httpx.HTTPError as exc:
-        raise DatasetError(f"cannot download {cfg.url}: {exc}", key=f"datasets.{name}.url") from None
+    except httpx.HTTPError as exc:  # one line: httpx's messages can run to several
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatasetError(f"cannot download {cfg.url}: {reason}", key=f"datasets.{name}.url") from None
+    if resp.status_code != 200:
+        status = f"HTTP {resp.status_code} {resp.reason_phrase}".rstrip()
+        raise DatasetError(f"cannot download {cfg.url}: {status}", key=f"datasets.{name}.url")
     data = resp.content
     sha = sha256_hex(data)
     if expected and sha != expected:
         raise DatasetError(f"sha256 mismatch for {cfg.url}: expected {expected}, got {sha}",
-                           key=f"datasets.{name}.sha256", hint="the file changed upstream; check it and update the pin")
+                           key=f"datasets.{name}.sha256",
+                           hint="the file changed upstream; check it and update the pin")
     validate_chat_jsonl(_apply_limit(data.decode("utf-8"), cfg.limit), cfg.url, cfg.min_examples)
     target = cached_path(cache_dir, sha)
     _atomic_write(target, data)

@@ -42,21 +42,33 @@ def register_schema() -> None:
         _registered = True
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose the root config with command-line style overrides (no run directory, no I/O)."""
+def compose(overrides: Sequence[str] = (), with_hydra: bool = False) -> DictConfig:
+    """Compose the root config with command-line style overrides (no run directory, no I/O).
+
+    ``with_hydra``: keep the ``hydra`` node (its run directory, for instance).
+    """
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     register_schema()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-            return hydra_compose("config", overrides=list(overrides))
+            return hydra_compose("config", overrides=list(overrides), return_hydra_config=with_hydra)
     except Exception as exc:  # Hydra raises a zoo of types; all are user errors here
         raise hydra_error(exc) from None
 
 
 def load_config(overrides: Sequence[str] = ()) -> EngineConfig:
     return to_typed(compose(overrides))
+
+
+def run_dir_of(overrides: Sequence[str] = ()) -> str:
+    """The run directory Hydra will make for these overrides (``hydra.run.dir``, resolved)."""
+    cfg = compose(overrides, with_hydra=True)
+    try:
+        return str(OmegaConf.select(cfg, "hydra.run.dir", throw_on_resolution_failure=True))
+    except OmegaConfBaseException as exc:
+        raise ConfigError(_first_line(str(exc)), key="hydra.run.dir") from None
 
 
 def to_typed(cfg: DictConfig) -> EngineConfig:
@@ -67,7 +79,42 @@ def to_typed(cfg: DictConfig) -> EngineConfig:
     except OmegaConfBaseException as exc:
         raise ConfigError(_first_line(str(exc)), key=getattr(exc, "full_key", None)) from None
     assert isinstance(obj, EngineConfig)
+    check_ranges(obj)
     return obj
+
+
+def check_ranges(cfg: EngineConfig) -> None:
+    """Values the types admit but no provider would: caught here, before anything is spent."""
+    from engine.sandbox.config import validate_world
+
+    def need(ok: bool, key: str, msg: str) -> None:
+        if not ok:
+            raise ConfigError(msg, key=key)
+
+    validate_world(cfg.sandbox)  # its errors name sandbox.<key>
+    hypers = [(f"models.{n}.hyperparameters", m.hyperparameters) for n, m in cfg.models.items()]
+    hypers += [(f"sequence.pipelines.{p}.stages.{s}.hyperparameters", st.hyperparameters)
+               for p, pc in cfg.sequence.pipelines.items() for s, st in pc.stages.items()]
+    for key, h in hypers:
+        need(h.n_epochs is None or 1 <= h.n_epochs <= 50, f"{key}.n_epochs",
+             f"must be in 1..50, not {h.n_epochs}")
+        need(h.batch_size is None or 1 <= h.batch_size <= 256, f"{key}.batch_size",
+             f"must be in 1..256, not {h.batch_size}")
+        lr = h.learning_rate_multiplier
+        need(lr is None or 0 < lr <= 50, f"{key}.learning_rate_multiplier", f"must be in (0, 50], not {lr}")
+    for n, m in cfg.models.items():
+        need(bool(m.id.strip()), f"models.{n}.id", "must name a model")
+    need(bool(cfg.judge.model.strip()), "judge.model", "must name a model")
+    for n, p in cfg.probes.items():
+        for field in ("items", "paraphrases"):
+            value = getattr(p, field)
+            need(value is None or value >= 1, f"probes.{n}.{field}",
+                 f"must be at least 1 (or null: all), not {value}")
+    stages = {"base"} | {s for pc in cfg.sequence.pipelines.values() for s in pc.stages}
+    for i, pair in enumerate(cfg.analysis.comparisons):
+        for name in pair:
+            need(name in stages, f"analysis.comparisons[{i}]",
+                 f"'{name}' is not a stage (stages: {', '.join(sorted(stages))})")
 
 
 def config_to_dict(cfg: EngineConfig) -> dict[str, Any]:
@@ -109,6 +156,14 @@ def hydra_error(exc: BaseException) -> ConfigError:
     while cur is not None and len(chain) < 10:
         chain.append(cur)
         cur = cur.__cause__ or cur.__context__
+    for err in chain:  # a command-line override Hydra cannot parse: name it, and its key
+        override = getattr(err, "override", None)
+        if isinstance(override, str) and type(err).__name__ == "OverrideParseException":
+            detail = re.sub(r"^Error parsing override '[^']*'\s*", "", str(err))
+            detail = _first_line(detail) or "syntax error"
+            name = re.split(r"[=~+]", override.lstrip("~+"), maxsplit=1)[0] or None
+            return ConfigError(f"cannot parse override '{override}': {detail}", key=name,
+                               hint="overrides are key=value; quote lists and strings for the shell")
     key = None
     message = None
     for err in chain:

@@ -25,13 +25,9 @@ def main(argv: Sequence[str]) -> int:
     multirun = any(a in ("-m", "--multirun") for a in args)
     overrides = [a for a in args if not a.startswith("-")]
     if not multirun:
-        from engine.plan.compile import compile_plan
+        from engine.run.preflight import before_run
 
-        from engine.run.provider import api_key
-
-        cfg = load_config(overrides)
-        compile_plan(cfg)  # fail fast, before any directory exists
-        api_key(cfg)
+        before_run(load_config(overrides), overrides)  # fail fast, before any directory exists
     return _hydra(args)
 
 

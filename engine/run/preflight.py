@@ -49,7 +49,8 @@ def check_output_dir(run_dir: Path) -> None:
     elif not os.access(probe, os.W_OK | os.X_OK):
         problem = f"{probe} is not writable"
     if problem:
-        raise ConfigError(f"cannot make the output directory: {problem}", file=str(run_dir), key="hydra.run.dir")
+        raise ConfigError(f"cannot make the output directory: {problem}", file=str(run_dir),
+                          key="hydra.run.dir")
 
 
 def check_store(cfg: EngineConfig) -> None:
@@ -58,7 +59,9 @@ def check_store(cfg: EngineConfig) -> None:
     from engine.run.store import Store
 
     path = Path(cfg.store.path)
-    if path.exists():
+    if path.is_dir():
+        raise UserError("the store path is a directory; it names a file", file=str(path), key="store.path")
+    if path.exists() and not (path.is_file() and path.stat().st_size == 0):
         Store(path, namespace_for(cfg), readonly=True).close()
         if not os.access(path, os.W_OK):
             raise UserError("the store is not writable", file=str(path), key="store.path")

@@ -75,8 +75,8 @@ def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
             resp = httpx.get(f"{base}/models", headers=headers, timeout=timeout, follow_redirects=True)
             break
         except httpx.TimeoutException:
-            raise ProviderConfigError(f"no answer from {base} within {timeout_s:g} s", key="provider.base_url",
-                                      hint=hint) from None
+            raise ProviderConfigError(f"no answer from {base} within {timeout_s:g} s",
+                                      key="provider.base_url", hint=hint) from None
         except httpx.HTTPError as exc:  # refused, reset, unknown host, bad URL
             if attempt == 2:
                 reason = str(exc).splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -99,14 +99,15 @@ def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
         return
     for key, model in models.items():
         if served and model not in served:
-            raise ProviderConfigError(f"model '{model}' is not served by {base} ({len(served)} models listed)",
-                                      key=key)
+            raise ProviderConfigError(
+                f"model '{model}' is not served by {base} ({len(served)} models listed)", key=key)
 
 
 class RequestFailed(Exception):
     """A request failed. ``retryable`` says whether trying again may help."""
 
-    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None, rate_limited: bool = False):
+    def __init__(self, reason: str, retryable: bool, retry_after: float | None = None,
+                 rate_limited: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.retryable = retryable
@@ -174,7 +175,7 @@ class Provider:
         """The in-process sandbox server, when there is one (its stats go into the manifest)."""
 
     async def chat(self, *, model: str, messages: list[dict[str, str]], n: int, temperature: float, seed: int,
-                   max_tokens: int, top_logprobs: int, timeout: float) -> ChatResult:
+                   max_tokens: int, top_logprobs: int, timeout: float) -> ChatResult:  # noqa: ASYNC109
         self.requests_sent += 1
         kwargs: dict[str, Any] = {}
         if top_logprobs:
