@@ -1,8 +1,9 @@
 """The sandbox: a local server speaking OpenAI's HTTP API, with a simulated world behind it.
 
-Modules: config (WorldConfig), catalog (known probe prompts and rubrics), texts and dists
-(what models say), world (dispositions, fine-tune effects, answers), chat, jobs and batches
-(endpoint logic), limits and faults (realism), stats, app (Starlette routes), server
+Modules: config (WorldConfig, build_world, world_hash), catalog (known probe prompts and
+rubrics), texts and dists (what models say), world (dispositions, fine-tune effects, answers),
+api (OpenAI's error shape, ids), chat, training, jobs and batches (endpoint logic), persist (the
+optional state directory), limits and faults (realism), stats, app (Starlette routes), server
 (SandboxServer, the foreground runner) and cli (``engine sandbox``).
 
 Importing this package is cheap: the server is loaded only when ``SandboxServer`` is used.
