@@ -38,6 +38,10 @@ def namespace_for(cfg: EngineConfig) -> str:
     return f"openai:{(cfg.provider.base_url or 'https://api.openai.com/v1').rstrip('/')}"
 
 
+_SECRETS: set[str] = set()
+"""Every API key this process has read: :func:`redact` masks them in text bound for outputs."""
+
+
 def api_key(cfg: EngineConfig) -> str:
     if cfg.provider.kind == "sandbox":
         return SANDBOX_KEY
@@ -46,7 +50,17 @@ def api_key(cfg: EngineConfig) -> str:
         raise ProviderConfigError(
             f"environment variable {cfg.provider.api_key_env} is not set", key="provider.api_key_env",
             hint=f"export {cfg.provider.api_key_env}=... or use provider=sandbox")
+    if len(key.strip()) >= 8:
+        _SECRETS.update({key, key.strip()})
     return key
+
+
+def redact(text: str) -> str:
+    """``text`` with any API key read by this process replaced by ``***`` (a server may echo it)."""
+    for secret in _SECRETS:
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
 
 
 def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
@@ -137,7 +151,17 @@ def _retry_after(headers: Any) -> float | None:
 
 
 def classify(exc: BaseException) -> RequestFailed:
-    """Map what the SDK raised to retryable or not, with a short reason for the error row."""
+    """Map what the SDK raised to retryable or not, with a short reason for the error row.
+
+    The reason goes into tables and the store, so any API key in it (an echoing proxy) is masked.
+    """
+    failure = _classify(exc)
+    failure.reason = redact(failure.reason)
+    failure.args = (failure.reason,)
+    return failure
+
+
+def _classify(exc: BaseException) -> RequestFailed:
     if isinstance(exc, openai.RateLimitError):
         return RequestFailed("429 rate limited", True, _retry_after(exc.response.headers), rate_limited=True)
     if isinstance(exc, openai.APITimeoutError):

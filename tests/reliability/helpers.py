@@ -15,7 +15,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -122,24 +122,34 @@ class Sandbox:
         self.stop()
 
 
-class _Files(BaseHTTPRequestHandler):
-    routes: dict[str, tuple[int, bytes]] = {}
+Route = tuple[int, bytes] | Callable[[BaseHTTPRequestHandler], tuple[int, bytes]]
 
-    def do_GET(self) -> None:  # noqa: N802 - the stdlib's name
-        status, body = self.routes.get(self.path.split("?")[0], (404, b'{"error": {"message": "not found"}}'))
+
+class _Files(BaseHTTPRequestHandler):
+    routes: dict[str, Route] = {}
+
+    def _answer(self) -> None:
+        length = int(self.headers.get("Content-Length") or 0)
+        if length:
+            self.rfile.read(length)
+        route = self.routes.get(self.path.split("?")[0], (404, b'{"error": {"message": "not found"}}'))
+        status, body = route(self) if callable(route) else route
         self.send_response(status)
         self.send_header("Content-Type", "application/json" if body[:1] in (b"{", b"[") else "text/plain")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)
 
+    do_GET = do_POST = _answer  # noqa: N815 - the stdlib's names
+
     def log_message(self, *args: Any) -> None:
         pass
 
 
 @contextmanager
-def http_server(routes: dict[str, tuple[int, bytes]]) -> Iterator[str]:
-    """A stdlib HTTP server on 127.0.0.1 answering GET path -> (status, body); yields its base URL."""
+def http_server(routes: dict[str, Route]) -> Iterator[str]:
+    """A stdlib HTTP server on 127.0.0.1: path -> (status, body), or a function of the request
+    handler giving them. Yields its base URL."""
     handler = type("Handler", (_Files,), {"routes": dict(routes)})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
