@@ -3,7 +3,10 @@
 Each distinct training file is uploaded once (the store remembers its file id by upload key).
 A job is created with metadata carrying the fine-tune's plan key, and before creating one the
 provider is asked for a job with that metadata, so a crash between creating and recording a job
-never creates (or pays for) a second one.
+never creates (or pays for) a second one. Two runs that create a job for the same fine-tune at
+the same moment (concurrent runs on one store), or a create retried after an answer was lost,
+converge: right after creating, the jobs with that metadata are listed, everyone keeps the
+oldest live one, and a newer duplicate is cancelled before it trains.
 """
 
 from __future__ import annotations
@@ -41,7 +44,8 @@ async def with_retries(call: Callable[[], Awaitable[T]], sched: SchedulerConfig,
 
 async def upload(provider: Provider, filename: str, data: bytes, sched: SchedulerConfig) -> str:
     async def call() -> Any:
-        return await provider.client.files.create(file=(filename, data, "application/jsonl"), purpose="fine-tune")
+        return await provider.client.files.create(file=(filename, data, "application/jsonl"),
+                                                  purpose="fine-tune")
 
     result = await with_retries(call, sched, f"upload of {filename}")
     return str(result.id)
@@ -65,13 +69,52 @@ async def find_job(provider: Provider, ft_key: str, sched: SchedulerConfig) -> A
 
 async def create_job(provider: Provider, ft: FineTuneNode, parent_model: str, file_id: str,
                      sched: SchedulerConfig) -> Any:
+    attempts = 0
+
     async def call() -> Any:
+        nonlocal attempts
+        attempts += 1
+        if attempts > 1:  # the last attempt may have created a job before its answer was lost
+            earlier = await find_job(provider, ft.key, sched)
+            if earlier is not None and earlier.status not in ("failed", "cancelled"):
+                return earlier
         return await provider.client.fine_tuning.jobs.create(
             model=parent_model, training_file=file_id, suffix=ft.suffix, seed=ft.seed,
             method={"type": "supervised", "supervised": {"hyperparameters": dict(ft.hyperparameters)}},
             metadata={METADATA_KEY: ft.key})
 
-    return await with_retries(call, sched, "creating a fine-tuning job")
+    job = await with_retries(call, sched, "creating a fine-tuning job")
+    return await converge(provider, ft.key, job, sched)
+
+
+async def converge(provider: Provider, ft_key: str, job: Any, sched: SchedulerConfig) -> Any:
+    """The job everyone keeps for this fine-tune: the oldest live one; ours is cancelled if newer.
+
+    Whoever lists after creating sees every job created before its own, so all agree on the
+    oldest (the list is newest first, which orders jobs created within the same second).
+    """
+
+    async def listing() -> list[Any]:
+        page = await provider.client.fine_tuning.jobs.list(metadata={METADATA_KEY: ft_key}, limit=20)
+        return list(page.data)
+
+    try:
+        jobs = await with_retries(listing, sched, "listing fine-tuning jobs")
+    except RequestFailed:
+        return job
+    live = [(i, j) for i, j in enumerate(jobs) if (j.metadata or {}).get(METADATA_KEY) == ft_key
+            and j.status not in ("failed", "cancelled")]
+    if not live:
+        return job
+    _, oldest = min(live, key=lambda ij: (ij[1].created_at or 0, -ij[0]))
+    if oldest.id == job.id:
+        return job
+    try:
+        await with_retries(lambda: provider.client.fine_tuning.jobs.cancel(job.id), sched,
+                           f"cancelling duplicate job {job.id}")
+    except RequestFailed:
+        pass  # it may have finished already; either way we use the oldest
+    return oldest
 
 
 async def poll(provider: Provider, job_id: str, sched: SchedulerConfig,
@@ -94,4 +137,5 @@ def record_of(ft_key: str, job: Any) -> JobRecord:
     if job.status != "succeeded":
         err = getattr(job, "error", None)
         error = (getattr(err, "message", None) or str(err)) if err else f"job {job.status}"
-    return JobRecord(ft_key, job.id, job.status, job.fine_tuned_model, error, getattr(job, "trained_tokens", None))
+    return JobRecord(ft_key, job.id, job.status, job.fine_tuned_model, error,
+                     getattr(job, "trained_tokens", None))
