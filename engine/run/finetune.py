@@ -43,12 +43,42 @@ async def with_retries(call: Callable[[], Awaitable[T]], sched: SchedulerConfig,
 
 
 async def upload(provider: Provider, filename: str, data: bytes, sched: SchedulerConfig) -> str:
+    """The id of the training file: one uploaded before (a run killed between uploading and
+    recording it, or another run) if there is one, else a new upload.
+
+    File names carry the content's sha256, so a file with the same name and size is the same
+    data. After uploading, the oldest such file is used, so that two uploads racing each other
+    (two chains of one run, or two runs) agree on one file, and so on one job id.
+    """
+
     async def call() -> Any:
         return await provider.client.files.create(file=(filename, data, "application/jsonl"),
                                                   purpose="fine-tune")
 
+    existing = await find_file(provider, filename, len(data), sched)
+    if existing is not None:
+        return existing
     result = await with_retries(call, sched, f"upload of {filename}")
-    return str(result.id)
+    return await find_file(provider, filename, len(data), sched) or str(result.id)
+
+
+async def find_file(provider: Provider, filename: str, size: int, sched: SchedulerConfig) -> str | None:
+    """The oldest fine-tune file with this name and size, or None (also when listing fails)."""
+
+    async def call() -> list[Any]:
+        page = await provider.client.files.list(purpose="fine-tune")
+        return list(page.data)
+
+    try:
+        files = await with_retries(call, sched, "listing files")
+    except RequestFailed:
+        return None
+    same = [(i, f) for i, f in enumerate(files) if f.filename == filename and f.bytes == size
+            and getattr(f, "status", None) not in ("error", "deleted")]
+    if not same:
+        return None
+    _, oldest = min(same, key=lambda item: (item[1].created_at or 0, -item[0]))  # the list is newest first
+    return str(oldest.id)
 
 
 async def find_job(provider: Provider, ft_key: str, sched: SchedulerConfig) -> Any | None:

@@ -9,7 +9,7 @@ recovers slowly with successes (additive increase).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 import anyio
 
@@ -65,7 +65,7 @@ class Bucket:
         if self.unlimited:
             return 0.0
         amount = min(amount, self.capacity)
-        if self.level >= amount:
+        if self.level >= amount - 1e-9:  # float dust must not turn into an endless series of tiny waits
             return 0.0
         rate = self.per_minute / 60.0 * SAFETY * factor
         return (amount - self.level) / rate
@@ -74,8 +74,10 @@ class Bucket:
 class RateLimiter:
     """Shared by every request to one endpoint (and, in a sweep, by every job)."""
 
-    def __init__(self, rpm: int = 0, tpm: int = 0, clock: Callable[[], float] | None = None) -> None:
+    def __init__(self, rpm: int = 0, tpm: int = 0, clock: Callable[[], float] | None = None,
+                 sleep: Callable[[float], Awaitable[None]] | None = None) -> None:
         self.clock = clock or anyio.current_time
+        self.sleep = sleep or anyio.sleep
         now = self.clock()
         self.requests = Bucket(rpm, now)
         self.tokens = Bucket(tpm, now)
@@ -90,7 +92,7 @@ class RateLimiter:
             while True:
                 now = self.clock()
                 if now < self.paused_until:
-                    await anyio.sleep(self.paused_until - now)
+                    await self.sleep(self.paused_until - now)
                     continue
                 self.requests.refill(now, self.factor)
                 self.tokens.refill(now, self.factor)
@@ -101,7 +103,7 @@ class RateLimiter:
                     if not self.tokens.unlimited:
                         self.tokens.level -= min(tokens, self.tokens.capacity)
                     return
-                await anyio.sleep(wait)
+                await self.sleep(max(wait, 1e-6))
 
     def observe(self, headers: Mapping[str, str]) -> None:
         """Learn limits from ``x-ratelimit-*`` response headers."""

@@ -20,6 +20,11 @@ from typing import Any
 
 import openai
 
+try:  # the raw response type of the SDK's client: httpx2 from openai 3, httpx before
+    from httpx2 import Response as _HTTPResponse
+except ImportError:  # pragma: no cover - older SDKs
+    from httpx import Response as _HTTPResponse
+
 from engine.config.schema import EngineConfig
 from engine.errors import ProviderConfigError
 from engine.hashing import content_key
@@ -173,7 +178,7 @@ def _classify(exc: BaseException) -> RequestFailed:
         msg = _error_message(exc)
         retry = code in (408, 409, 500, 502, 503, 504) or code >= 500
         return RequestFailed(f"{code} {msg}", retry, _retry_after(exc.response.headers))
-    if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError)):
+    if isinstance(exc, (openai.APIResponseValidationError, ValueError, KeyError, TypeError, AttributeError)):
         return RequestFailed(f"malformed response: {type(exc).__name__}", True)
     raise exc
 
@@ -200,30 +205,38 @@ class Provider:
 
     async def chat(self, *, model: str, messages: list[dict[str, str]], n: int, temperature: float, seed: int,
                    max_tokens: int, top_logprobs: int, timeout: float) -> ChatResult:  # noqa: ASYNC109
+        """One chat completion through the client's own request path (auth, base URL, timeout, errors).
+
+        The body is plain JSON already and the few fields read here are read from the JSON: the
+        SDK's typed ``create`` would walk its TypedDicts over every message and build a pydantic
+        model of every response, twice the CPU of the request itself (tests/bench/bench_client_cpu.py).
+        """
         self.requests_sent += 1
-        kwargs: dict[str, Any] = {}
+        body: dict[str, Any] = {"model": model, "messages": messages, "n": n, "temperature": temperature,
+                                "seed": seed, "max_tokens": max_tokens}
         if top_logprobs:
-            kwargs.update(logprobs=True, top_logprobs=top_logprobs)
+            body.update(logprobs=True, top_logprobs=top_logprobs)
         start = time.perf_counter()
         try:
-            raw = await self.client.chat.completions.with_raw_response.create(
-                model=model, messages=messages, n=n, temperature=temperature, seed=seed,  # type: ignore[arg-type]
-                max_tokens=max_tokens, timeout=timeout, **kwargs)
-            completion = raw.parse()
+            response = await self.client.post("/chat/completions", body=body, cast_to=_HTTPResponse,
+                                              options={"timeout": timeout})
+            completion = json.loads(response.content)
             texts: list[str | None] = []
             tops: list[dict[str, float] | None] = []
-            for choice in sorted(completion.choices, key=lambda c: c.index):
-                texts.append(choice.message.content)
+            for choice in sorted(completion["choices"], key=lambda c: c["index"]):
+                texts.append(choice["message"].get("content"))
                 top = None
-                if top_logprobs and choice.logprobs and choice.logprobs.content:
-                    first = choice.logprobs.content[0]
-                    top = {t.token: t.logprob for t in first.top_logprobs} or {first.token: first.logprob}
+                logprobs = choice.get("logprobs")
+                if top_logprobs and logprobs and logprobs.get("content"):
+                    first = logprobs["content"][0]
+                    top = ({t["token"]: t["logprob"] for t in first.get("top_logprobs") or ()}
+                           or {first["token"]: first["logprob"]})
                 tops.append(top)
             if len(texts) != n:
                 raise ValueError(f"expected {n} choices, got {len(texts)}")
-            usage = completion.usage
-            return ChatResult(texts, tops, usage.prompt_tokens if usage else 0,
-                              usage.completion_tokens if usage else 0, dict(raw.headers),
+            usage = completion.get("usage") or {}
+            return ChatResult(texts, tops, usage.get("prompt_tokens") or 0,
+                              usage.get("completion_tokens") or 0, dict(response.headers),
                               (time.perf_counter() - start) * 1000)
         except Exception as exc:  # noqa: BLE001 - classify() re-raises what is not a request failure
             raise classify(exc) from exc
@@ -251,7 +264,9 @@ async def open_provider(cfg: EngineConfig) -> AsyncIterator[Provider]:
     if cfg.provider.kind == "sandbox" and not cfg.provider.base_url:
         from engine.sandbox.server import SandboxServer
 
-        server = SandboxServer(cfg.sandbox, state_dir=sandbox_state_dir(cfg))
+        from engine.plan.compile import specs_dir_of
+
+        server = SandboxServer(cfg.sandbox, specs_dir=specs_dir_of(cfg), state_dir=sandbox_state_dir(cfg))
         async with server:
             client = make_client(cfg, server.base_url)
             provider = Provider(client, namespace, server.base_url)
