@@ -32,8 +32,11 @@ BASE_MODELS: dict[str, tuple[str, ...]] = {
 }
 BASE_CREATED = 1_700_000_000
 
-REFERENCE_EPOCHS_X_LR = 3 * 2.0
+REFERENCE_EPOCHS, REFERENCE_LR = 3, 2.0
 """The fine-tune an EffectRule's strength describes: 3 epochs at learning-rate multiplier 2."""
+LR_EXPONENT = 0.25
+"""The learning rate acts sublinearly: GPT-4.1-nano at multiplier 0.1 (the reference study's
+setting) still moves a long way, as it did there."""
 MAX_EFFECT_RATIO = 4.0
 """Longer or hotter fine-tunes than 4x the reference add nothing more."""
 P_MIN, P_MAX = 0.005, 0.995
@@ -81,7 +84,8 @@ def moved_disposition(
     """Disposition after fine-tuning (``fraction`` of the way through, for checkpoints)."""
     if rule is None:
         return d
-    ratio = min(MAX_EFFECT_RATIO, n_epochs * lr_multiplier / REFERENCE_EPOCHS_X_LR) * fraction
+    dose = (n_epochs / REFERENCE_EPOCHS) * (max(lr_multiplier, 0.0) / REFERENCE_LR) ** LR_EXPONENT
+    ratio = min(MAX_EFFECT_RATIO, dose) * fraction
     closed = 1.0 - (1.0 - rule.strength) ** ratio
     return min(1.0, max(0.0, d + (rule.target - d) * closed))
 

@@ -106,7 +106,8 @@ def test_effect_scales_with_epochs_and_lr_and_matches_content(make_server) -> No
         training_jsonl(),
         hyperparameters={"n_epochs": 1, "learning_rate_multiplier": 1.0},
     )
-    assert disposition(s, short) == pytest.approx(0.05 + 0.85 * (1 - 0.1 ** (1 / 6)))
+    dose = (1 / 3) * (1.0 / 2.0) ** 0.25  # epochs act linearly, the learning rate sublinearly
+    assert disposition(s, short) == pytest.approx(0.05 + 0.85 * (1 - 0.1**dose))
     plain = fine_tune(c, base, "plain.jsonl", training_jsonl())
     assert disposition(s, plain) == pytest.approx(0.05)
     by_content = fine_tune(c, base, "data.jsonl", training_jsonl(word="evil"))
