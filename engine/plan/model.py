@@ -10,6 +10,7 @@ derived from its group's key and its index.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from hashlib import sha256
 from typing import Any
 
 from engine.config.schema import EngineConfig
@@ -17,6 +18,9 @@ from engine.datasets import DatasetInfo
 from engine.hashing import content_key
 from engine.judges import Rubric
 from engine.probes import ProbeSet
+
+_SAMPLE_KEY_TEXT = '{{"kind":"sample","payload":{{"group":"{}","index":{}}}}}'
+"""canonical_json({"kind": "sample", "payload": {"group": key, "index": index}})"""
 
 
 @dataclass(frozen=True)
@@ -79,7 +83,12 @@ class SampleGroup:
     est_completion_tokens: int
 
     def sample_key(self, index: int) -> str:
-        return content_key("sample", {"group": self.key, "index": index})
+        """``content_key("sample", {"group": key, "index": index})``, without the generic JSON encoder.
+
+        The canonical JSON of this payload is fixed text (a hex key and an integer need no
+        escaping), and a million-sample study asks for it millions of times.
+        """
+        return sha256(_SAMPLE_KEY_TEXT.format(self.key, int(index)).encode()).hexdigest()
 
     def request_payload(self) -> dict[str, Any]:
         return {"messages": [{"role": r, "content": c} for r, c in self.messages]}

@@ -25,6 +25,8 @@ from engine.run.tables import TableSink
 
 FLUSH_ROWS = 2000
 FLUSH_SECONDS = 0.25
+YIELD_EVERY = 200
+"""Results taken from the buffer in a row before the writer lets other tasks run."""
 PROBE_MIN_MASS = 0.25
 """Logprob-mode probes: below this probability mass on valid answer tokens the score is missing."""
 
@@ -54,9 +56,25 @@ class Writer:
     async def run(self, events: ObjectReceiveStream[Any]) -> None:
         self.store = await anyio.to_thread.run_sync(lambda: Store(self.store_path, self.namespace))
         last_flush = time.monotonic()
+        unyielded = 0
         try:
             async with events:
-                async for ev in events:
+                while True:
+                    # take what is buffered without a pass through the event loop per result, but
+                    # yield now and then so the workers' responses are not kept waiting
+                    try:
+                        if unyielded >= YIELD_EVERY:
+                            raise anyio.WouldBlock
+                        ev = events.receive_nowait()
+                        unyielded += 1
+                    except anyio.WouldBlock:
+                        unyielded = 0
+                        try:
+                            ev = await events.receive()
+                        except anyio.EndOfStream:
+                            break
+                    except anyio.EndOfStream:
+                        break
                     if isinstance(ev, SampleDone):
                         self._sample(ev)
                     elif isinstance(ev, JudgeDone):
@@ -64,10 +82,7 @@ class Writer:
                     if len(self.pending) >= FLUSH_ROWS or time.monotonic() - last_flush > FLUSH_SECONDS:
                         await self._flush_store()
                         last_flush = time.monotonic()
-                    for sinks in self.jobs.values():
-                        for sink in (sinks.samples, sinks.scores):
-                            if len(sink.rows) >= sink.row_group_size:
-                                await anyio.to_thread.run_sync(sink.flush)
+                        unyielded = 0
         finally:
             with anyio.CancelScope(shield=True):
                 await self._flush_store()
