@@ -63,9 +63,20 @@ class SignedRank:
     n_nonzero: int
 
 
+DECIMALS = 12
+"""Differences are rounded to this many decimals before zeros and ties are found: unit means are
+sums in the order rows arrived, so equal differences can differ in the last bits from run to run
+(a resumed run, a concurrent one), which would break ties differently and change W and p."""
+
+
+def _differences(d: np.ndarray) -> np.ndarray:
+    d = np.asarray(d, dtype=float)
+    return np.round(d[~np.isnan(d)], DECIMALS)
+
+
 def rank_biserial(d: np.ndarray) -> float:
     """Matched-pairs rank-biserial correlation of differences d, zeros dropped (0 if all are zero)."""
-    d = np.asarray(d, dtype=float)
+    d = _differences(d)
     d = d[d != 0]
     if d.size == 0:
         return 0.0
@@ -96,8 +107,7 @@ def exact_signed_rank_p(d: np.ndarray) -> float:
 
 def signed_rank(d: np.ndarray) -> SignedRank:
     """Two-sided Wilcoxon signed-rank test of paired differences d (see the module docstring)."""
-    d = np.asarray(d, dtype=float)
-    d = d[~np.isnan(d)]
+    d = _differences(d)
     nz = d[d != 0]
     if nz.size == 0:
         return SignedRank(0.0, 1.0, 0.0, int(d.size), 0)
