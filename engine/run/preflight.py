@@ -30,11 +30,16 @@ def before_run(cfg: EngineConfig, overrides: Sequence[str]) -> Plan:
     fetch_datasets(cfg)  # a wrong sha256 or a bad download stops here; the data are then cached
     if any(cfg.datasets[f.dataset].source == "url" for f in plan.finetunes.values()):
         plan = compile_plan(cfg)  # validates the downloaded data
+    check_provider(cfg, served_models(cfg, plan))
+    return plan
+
+
+def served_models(cfg: EngineConfig, plan: Plan) -> dict[str, str]:
+    """The models the provider must serve, by the config key that names them."""
     models = {f"models.{n}.id": m.id for n, m in cfg.models.items()}
     if plan.n_judge_requests:
         models["judge.model"] = cfg.judge.model
-    check_provider(cfg, models)
-    return plan
+    return models
 
 
 def check_output_dir(run_dir: Path) -> None:

@@ -68,6 +68,10 @@ def redact(text: str) -> str:
     return text
 
 
+_CHECKED: set[tuple[Any, ...]] = set()
+"""Providers (and model lists) this process has checked already: a sweep's jobs check once."""
+
+
 def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
                    timeout_s: float = PREFLIGHT_TIMEOUT_S) -> None:
     """One ``GET /models`` before anything is spent, for a provider outside this process.
@@ -83,6 +87,9 @@ def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
     import httpx
 
     base = (cfg.provider.base_url or DEFAULT_BASE_URL).rstrip("/")
+    done = (base, cfg.provider.api_key_env, cfg.provider.organization, tuple(sorted((models or {}).items())))
+    if done in _CHECKED:
+        return
     headers = {"Authorization": f"Bearer {api_key(cfg)}"}
     if cfg.provider.organization:
         headers["OpenAI-Organization"] = cfg.provider.organization
@@ -120,6 +127,7 @@ def check_provider(cfg: EngineConfig, models: dict[str, str] | None = None,
         if served and model not in served:
             raise ProviderConfigError(
                 f"model '{model}' is not served by {base} ({len(served)} models listed)", key=key)
+    _CHECKED.add(done)
 
 
 class RequestFailed(Exception):
@@ -262,9 +270,8 @@ async def open_provider(cfg: EngineConfig) -> AsyncIterator[Provider]:
     """The provider for a run: starts the sandbox in-process when ``provider.kind`` is sandbox."""
     namespace = namespace_for(cfg)
     if cfg.provider.kind == "sandbox" and not cfg.provider.base_url:
-        from engine.sandbox.server import SandboxServer
-
         from engine.plan.compile import specs_dir_of
+        from engine.sandbox.server import SandboxServer
 
         server = SandboxServer(cfg.sandbox, specs_dir=specs_dir_of(cfg), state_dir=sandbox_state_dir(cfg))
         async with server:

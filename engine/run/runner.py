@@ -58,8 +58,12 @@ def fetch_datasets(cfg: EngineConfig) -> None:
 
 def prepare_job(cfg: EngineConfig, run_dir: Path, index: int = 0) -> Job:
     """Fetch data, compile, and make the run directory: everything before the first API call."""
+    from engine.run.preflight import served_models
+    from engine.run.provider import check_provider
+
     fetch_datasets(cfg)
     plan = compile_plan(cfg)
+    check_provider(cfg, served_models(cfg, plan))  # once per provider; engine run checked it already
     run_dir.mkdir(parents=True, exist_ok=True)
     _check_writable(run_dir)
     run_id = uuid.uuid4().hex[:12]
