@@ -1,11 +1,15 @@
 """Benchmark: sweep makespan against the critical path (run by hand, not by pytest).
 
-    .venv/bin/python tests/bench/bench_sweep.py [--quick] [--finetune-s 4] [--latency-ms 100]
+    .venv/bin/python tests/bench/bench_sweep.py [--quick] [--finetune-s 3] [--latency-ms 500]
+                                                 [--concurrency 256]
 
 A sweep of 6 jobs, ``seed=0,1,2`` × ``sequence.order=[misalign,realign],[realign,misalign]``: each job
 is a chain of two fine-tunes (``--finetune-s`` each in the sandbox) with the self-assessment probes
-on every model state (``--latency-ms`` per request). Each measurement gets a fresh sandbox process
-and a fresh store, and goes through the library exactly as the launchers do:
+(one paraphrase: 240 samples in 36 requests) on every model state (``--latency-ms`` per request).
+The critical path is the lower bound of the makespan only while capacity is not: ``--concurrency``
+must let the six last states' probes be in flight at once (6 × 36 ≤ 256), or the script refuses.
+Each measurement gets a fresh sandbox process and a fresh store, and goes through the library
+exactly as the launchers do:
 
 - engine launcher (``hydra/launcher=engine``, the default for ``-m``): ``prepare_job`` for each of
   the 6 jobs, then one ``execute(jobs)``: one event loop, shared nodes once;
@@ -18,15 +22,16 @@ and a fresh store, and goes through the library exactly as the launchers do:
     makespan ratio = engine-launcher makespan ÷ critical path          target ≤ 1.15
 
 Makespans include compiling every job (not Hydra's composing of the configs). Fine-tune polling
-is scaled with the fine-tunes' length (``scheduler.poll_interval_s=0.1 scheduler.poll_max_s=0.25``,
-as 2 s and 60 s are to a real job's tens of minutes), and ``scheduler.max_concurrent_jobs=6`` lets
-the six chains train at once (the default, 4, would queue two of them: a provider's limit, not a
-scheduling cost).
+is scaled with the fine-tunes' length as the defaults (2 s, backing off to 60 s) are to a 20-30
+minute job: ``poll_interval_s`` = fine-tune/600, ``poll_max_s`` = fine-tune/30 (0.1 s for 3 s);
+and ``scheduler.max_concurrent_jobs=6`` lets the six chains train at once (the default, 4,
+would queue two of them: a provider's limit, not a scheduling cost).
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import sys
 import tempfile
 import time
@@ -42,8 +47,10 @@ ORDERS = ["[misalign,realign]", "[realign,misalign]"]
 
 def job_overrides(base_url: str, work: Path, args: argparse.Namespace, *extra: str) -> list[str]:
     return engine_overrides(
-        base_url, work, "probes=[self_assessment]", f"scheduler.concurrency={args.concurrency}",
-        "scheduler.max_concurrent_jobs=6", "scheduler.poll_interval_s=0.1", "scheduler.poll_max_s=0.25",
+        base_url, work, "probes=[self_assessment]", "probes.self_assessment.paraphrases=1",
+        f"scheduler.concurrency={args.concurrency}",
+        "scheduler.max_concurrent_jobs=6", f"scheduler.poll_interval_s={max(0.02, args.finetune_s / 600):g}",
+        f"scheduler.poll_max_s={args.finetune_s / 30:g}",
         "datasets.trivia_incorrect.limit=60", "datasets.trivia_correct.limit=60", *extra)
 
 
@@ -111,22 +118,38 @@ def run_alone(world: list[str], args: argparse.Namespace, *overrides: str) -> fl
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="shorter fine-tunes (2 s) and no basic-launcher run")
-    ap.add_argument("--finetune-s", type=float, default=4.0, help="sandbox fine-tune duration")
-    ap.add_argument("--latency-ms", type=float, default=100.0, help="sandbox latency per chat request")
-    ap.add_argument("--concurrency", type=int, default=128)
+    ap.add_argument("--finetune-s", type=float, default=3.0, help="sandbox fine-tune duration")
+    ap.add_argument("--latency-ms", type=float, default=500.0, help="sandbox latency per chat request")
+    ap.add_argument("--concurrency", type=int, default=256)
+    ap.add_argument("--repeat", type=int, default=3, help="engine sweeps and probe-alone runs (medians)")
     args = ap.parse_args()
     args.seeds = [0, 1, 2]
     if args.quick:
-        args.finetune_s = 2.0
+        args.finetune_s, args.repeat = 2.0, 1
+    from engine.config.load import load_config
+    from engine.plan.compile import compile_plan
+    from engine.plan.cost import requests_for
+
+    probe = compile_plan(load_config(job_overrides("http://127.0.0.1:1/v1", Path("."), args, "sequence.order=[]")))
+    per_state = sum(requests_for(g, probe.config.scheduler.max_n) for g in probe.groups)
+    if len(sweep(args)) * per_state > args.concurrency:
+        fail(f"--concurrency {args.concurrency} cannot hold the six final states' {per_state} requests each at once: "
+             "the sweep would be bound by capacity, not by the critical path")
     world = [f"finetune_seconds={args.finetune_s:g}", f"latency.mean_ms={args.latency_ms:g}", "latency.dist=fixed"]
     quiet_logs()
     try:
-        probes_alone = run_alone(world, args, "sequence.order=[]")
-        print(f"probes of one model state alone: {probes_alone:.2f} s", flush=True)
+        alone = []
+        for _ in range(args.repeat):
+            alone.append(run_alone(world, args, "sequence.order=[]"))
+            print(f"probes of one model state alone: {alone[-1]:.2f} s", flush=True)
+        probes_alone = statistics.median(alone)
         single = run_alone(world, args, *sweep(args)[0])
         print(f"one job alone: {single:.2f} s", flush=True)
-        engine = run_engine(world, args)
-        print(f"engine launcher, 6 jobs: {engine:.2f} s", flush=True)
+        engines = []
+        for _ in range(args.repeat):
+            engines.append(run_engine(world, args))
+            print(f"engine launcher, 6 jobs: {engines[-1]:.2f} s", flush=True)
+        engine = statistics.median(engines)
         basic = None if args.quick else run_basic(world, args)
         if basic is not None:
             print(f"basic launcher, 6 jobs: {basic:.2f} s", flush=True)
@@ -145,9 +168,12 @@ def main() -> int:
         figures.append(Figure("basic ÷ engine makespan", basic / engine, None))
     passed = report("sweep_makespan", figures, {
         "jobs": len(sweep(args)), "finetune_s": args.finetune_s, "latency_ms": args.latency_ms,
-        "concurrency": args.concurrency, "probes_alone_s": round(probes_alone, 3), "quick": args.quick},
+        "concurrency": args.concurrency, "requests_per_state": per_state,
+        "engine_runs": engines, "alone_runs": alone, "probes_alone_s": round(probes_alone, 3),
+        "quick": args.quick},
         title=f"Sweep makespan: 6 jobs (seed=0,1,2 × 2 stage orders), fine-tunes {args.finetune_s:g} s, "
-              f"self-assessment probes at {args.latency_ms:g} ms, concurrency {args.concurrency}")
+              f"self-assessment probes ({per_state} requests per state) at {args.latency_ms:g} ms, "
+              f"concurrency {args.concurrency}")
     return 0 if passed else 1
 
 
