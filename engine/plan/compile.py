@@ -180,8 +180,22 @@ def _probe_sets(cfg: EngineConfig, specs_dir: Path) -> dict[str, ProbeSet]:
             available = sorted(p.stem for p in (specs_dir / "probes").glob("*.yaml"))
             raise ConfigError(f"probe spec '{pcfg.spec}' not found at {path} (available: {', '.join(available)})",
                               key=f"probes.{name}.spec")
-        out[name] = load_probe_set(path)
+        out[name] = _load_probe_set(path)
     return out
+
+
+_PROBE_SETS: dict[tuple[str, int, int], ProbeSet] = {}
+
+
+def _load_probe_set(path: Path) -> ProbeSet:
+    """A probe spec, parsed once per file version: a sweep compiles the same specs for every job
+    (the YAML parser keeps line numbers for errors and is most of a small plan's compile time)."""
+    st = path.stat()
+    key = (str(path.resolve()), st.st_mtime_ns, st.st_size)
+    ps = _PROBE_SETS.get(key)
+    if ps is None:
+        ps = _PROBE_SETS[key] = load_probe_set(path)
+    return ps
 
 
 def _judges(cfg: EngineConfig, probe_sets: dict[str, ProbeSet], specs_dir: Path) -> dict[str, JudgeSpec]:
