@@ -29,7 +29,7 @@ from tests.reliability.helpers import FAKE_KEY, FAST, KEY_ENV, TINY, Sandbox, co
 CONTENT = ["sample_key", "state", "probe_set", "item_id", "paraphrase", "variant", "sample_index", "response",
            "error", "model_id"]
 SCORE_KEYS = ["sample_key", "rubric", "level", "state", "item_id", "paraphrase", "variant"]
-FINETUNE_S = 1.5
+FINETUNE_S = 2.0
 
 
 def table(run: Path, name: str) -> pl.DataFrame:
