@@ -18,6 +18,11 @@ SAFETY = 0.97
 BURST_FRACTION = 0.02
 """Bucket capacity as a fraction of the per-minute limit: small, so a minute never overshoots."""
 
+DECREASE_INTERVAL_S = 1.0
+"""429s closer together than this slow the rate down once."""
+RECOVERY = 0.02
+"""Additive recovery of the rate factor per successful response."""
+
 _DURATION = re.compile(r"(?:(\d+(?:\.\d+)?)h)?(?:(\d+(?:\.\d+)?)m(?!s))?(?:(\d+(?:\.\d+)?)s)?(?:(\d+(?:\.\d+)?)ms)?$")
 
 
@@ -84,6 +89,7 @@ class RateLimiter:
         self.factor = 1.0
         self.paused_until = 0.0
         self.n_429 = 0
+        self.last_decrease = float("-inf")
         self._lock = anyio.Lock()
 
     async def acquire(self, tokens: int) -> None:
@@ -124,11 +130,19 @@ class RateLimiter:
                 if reset:
                     self.paused_until = max(self.paused_until, now + reset)
         if self.factor < 1.0:
-            self.factor = min(1.0, self.factor + 0.01)
+            self.factor = min(1.0, self.factor + RECOVERY)
 
     def on_rate_limited(self, retry_after: float | None) -> None:
-        """A 429: everyone waits ``retry_after`` and the rate drops."""
+        """A 429: everyone waits ``retry_after`` and the rate drops.
+
+        A burst of 429s from requests that were in flight together counts as one signal: the
+        rate drops at most once per ``DECREASE_INTERVAL_S``, so scattered 429s (a provider's
+        hiccups) do not starve a run while a real overload still halves it within seconds.
+        """
         self.n_429 += 1
-        self.factor = max(0.1, self.factor * 0.7)
+        now = self.clock()
+        if now - self.last_decrease >= DECREASE_INTERVAL_S:
+            self.factor = max(0.1, self.factor * 0.7)
+            self.last_decrease = now
         if retry_after:
-            self.paused_until = max(self.paused_until, self.clock() + retry_after)
+            self.paused_until = max(self.paused_until, now + retry_after)

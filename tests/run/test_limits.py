@@ -91,3 +91,18 @@ def test_ctrl_c_stops_cleanly(tmp_path: Path) -> None:
     samples = pl.read_parquet(tmp_path / "run" / "samples.parquet")  # published, readable
     assert samples.height >= 20
     assert stored_responses(tmp_path / "store.sqlite") >= samples.filter(pl.col("error").is_null()).height
+
+
+def test_scattered_429s_do_not_starve_the_rate() -> None:
+    now = [0.0]
+    limiter = RateLimiter(rpm=6000, clock=lambda: now[0])
+    for _ in range(10):  # a burst of 429s from requests in flight together: one slow-down
+        limiter.on_rate_limited(None)
+    assert limiter.factor == pytest.approx(0.7)
+    for _ in range(100):  # 10% scattered 429s over time: the factor recovers between them
+        now[0] += 0.1
+        if _ % 10 == 0:
+            limiter.on_rate_limited(None)
+        else:
+            limiter.observe({})
+    assert limiter.factor > 0.9
