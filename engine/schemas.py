@@ -11,7 +11,7 @@ import pyarrow as pa
 _S, _I, _F, _B = pa.string(), pa.int64(), pa.float64(), pa.bool_()
 
 MODELS = pa.schema([
-    pa.field("state", _S, nullable=False),           # label: <base>/<pipeline>/<chain>, e.g. nano/trivia/misalign>realign
+    pa.field("state", _S, nullable=False),           # <base>/<pipeline>/<chain>: nano/trivia/misalign>realign
     pa.field("state_key", _S, nullable=False),       # plan key of the model state (content hash)
     pa.field("base_model", _S, nullable=False),      # short name from config (models.<name>)
     pa.field("base_model_id", _S, nullable=False),   # provider id of the base model

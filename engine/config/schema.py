@@ -179,6 +179,9 @@ class SchedulerConfig:
     request_timeout_s: float = 60.0
     max_concurrent_jobs: int = 4
     """Fine-tuning jobs running at once."""
+    retry_failed_finetunes: bool = False
+    """A fine-tune that failed in an earlier run is reported as failed again (False), or tried
+    again with a new job (True). Off by default: a provider's failure is usually about the data."""
     poll_interval_s: float = 2.0
     """First fine-tune poll delay; doubles up to poll_max_s."""
     poll_max_s: float = 60.0

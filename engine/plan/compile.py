@@ -59,7 +59,8 @@ def _check_settings(cfg: EngineConfig) -> None:
         if not ok:
             raise ConfigError(msg, key=key)
 
-    need(cfg.provider.kind in PROVIDERS, "provider.kind", f"must be one of {', '.join(PROVIDERS)}, not {cfg.provider.kind!r}")
+    need(cfg.provider.kind in PROVIDERS, "provider.kind",
+         f"must be one of {', '.join(PROVIDERS)}, not {cfg.provider.kind!r}")
     need(cfg.provider.transport in TRANSPORTS, "provider.transport",
          f"must be one of {', '.join(TRANSPORTS)}, not {cfg.provider.transport!r}")
     need(bool(cfg.provider.api_key_env.strip()), "provider.api_key_env", "must name an environment variable")
@@ -109,7 +110,8 @@ def _check_order(cfg: EngineConfig) -> None:
                     f"(defined: {', '.join(pipe.stages) or 'none'})", key=f"sequence.pipelines.{pname}.stages")
             if pipe.stages[stage].dataset not in cfg.datasets:
                 raise ConfigError(
-                    f"dataset '{pipe.stages[stage].dataset}' is not defined (defined: {', '.join(cfg.datasets) or 'none'})",
+                    f"dataset '{pipe.stages[stage].dataset}' is not defined "
+                    f"(defined: {', '.join(cfg.datasets) or 'none'})",
                     key=f"sequence.pipelines.{pname}.stages.{stage}.dataset")
 
 

@@ -154,7 +154,8 @@ def render_text(plan: Plan, reuse: dict[str, Any] | None = None) -> str:
                   + (["in store"] if reuse else []))
     cost = d["cost"]
     out += ["", "Estimated cost (USD): "
-            f"training ${cost['training_usd']:.2f}{'' if cost['training_complete'] else ' + unknown (data not fetched)'}, "
+            f"training ${cost['training_usd']:.2f}"
+            f"{'' if cost['training_complete'] else ' + unknown (data not fetched)'}, "
             f"sampling ${cost['inference_usd']:.2f}, judging ${cost['judge_usd']:.2f}, "
             f"total ${cost['total_usd']:.2f}"]
     out.append(f"  prices: {cost['prices_source']}, taken {cost['prices_taken']}")

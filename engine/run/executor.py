@@ -183,6 +183,8 @@ class Executor:
         ft, _ = self.finetunes[state.key]
         status = self.counters.finetune_status
         store_rec = await self._read(self.reader.job, ft.key)
+        if store_rec and store_rec.status in ("failed", "cancelled") and self.sched.retry_failed_finetunes:
+            store_rec = None  # try again with a new job
         if store_rec and store_rec.status == "succeeded":
             status[state.key] = "succeeded (stored)"
             self.job_records[state.key] = store_rec
@@ -214,7 +216,8 @@ class Executor:
             job = await ft_ops.with_retries(lambda: self.provider.client.fine_tuning.jobs.retrieve(store_rec.job_id),
                                             self.sched, "retrieving a recorded job")
         if job is None:
-            job = await ft_ops.find_job(self.provider, ft.key, self.sched)
+            job = await ft_ops.find_job(self.provider, ft.key, self.sched,
+                                        include_failed=not self.sched.retry_failed_finetunes)
         if job is None:
             info = plan.datasets[ft.dataset]
             file_id = await self._read(self.reader.file_id, ft.dataset_key)

@@ -81,15 +81,19 @@ async def find_file(provider: Provider, filename: str, size: int, sched: Schedul
     return str(oldest.id)
 
 
-async def find_job(provider: Provider, ft_key: str, sched: SchedulerConfig) -> Any | None:
-    """A job created earlier for this fine-tune (by metadata), preferring live or succeeded ones."""
+async def find_job(provider: Provider, ft_key: str, sched: SchedulerConfig, include_failed: bool = True) -> Any | None:
+    """A job created earlier for this fine-tune (by metadata), preferring live or succeeded ones.
+
+    ``include_failed=False`` ignores failed and cancelled jobs (to try a failed fine-tune again).
+    """
 
     async def call() -> list[Any]:
         page = await provider.client.fine_tuning.jobs.list(metadata={METADATA_KEY: ft_key}, limit=20)
         return list(page.data)
 
     jobs = await with_retries(call, sched, "listing fine-tuning jobs")
-    jobs = [j for j in jobs if (j.metadata or {}).get(METADATA_KEY) == ft_key]
+    jobs = [j for j in jobs if (j.metadata or {}).get(METADATA_KEY) == ft_key
+            and (include_failed or j.status not in ("failed", "cancelled"))]
     for preferred in (lambda j: j.status == "succeeded", lambda j: j.status not in TERMINAL, lambda j: True):
         for job in jobs:
             if preferred(job):

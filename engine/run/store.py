@@ -137,7 +137,8 @@ class Store:
 
     # ---- writes (one writer) ----
     def put_responses(self, rows: Sequence[tuple[Any, ...]]) -> None:
-        """rows: (key, kind, model_id, response, top_logprobs, prompt_tokens, completion_tokens, latency_ms, n_packed)."""
+        """Rows of (key, kind, model_id, response, top_logprobs, prompt_tokens, completion_tokens,
+        latency_ms, n_packed); a key already stored is left as it is."""
         now = time.time()
         with self.conn:
             self.conn.execute("BEGIN IMMEDIATE")

@@ -72,7 +72,8 @@ def write_sweep_tables(sweep_dir: Path, jobs: list[tuple[Job, list[str]]]) -> Pa
     for name, dfs in frames.items():
         _atomic_parquet(pl.concat(dfs, how="diagonal_relaxed"), sweep_dir / f"{name}.parquet")
     if means:
-        _atomic_parquet(across_jobs(pl.concat(means, how="diagonal_relaxed"), keys), sweep_dir / "sweep_analysis.parquet")
+        across = across_jobs(pl.concat(means, how="diagonal_relaxed"), keys)
+        _atomic_parquet(across, sweep_dir / "sweep_analysis.parquet")
     return sweep_dir
 
 

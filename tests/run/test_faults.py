@@ -50,3 +50,16 @@ def test_failed_finetune_skips_descendants_and_goes_on(run_args: list[str], tmp_
     assert base["error"].null_count() == base.height  # the rest of the study went on
     rest = samples.filter(pl.col("state") != models["state"][0])
     assert rest.height > 0 and rest["error"].null_count() == 0
+
+
+def test_failed_finetune_is_retried_only_when_asked(run_args: list[str], tmp_path: Path) -> None:
+    args = [*run_args, "sandbox.faults.finetune_failure=1.0", "sequence.order=[misalign]"]
+    assert main(["run", *args, f"hydra.run.dir={tmp_path / 'a'}"]) == 0
+    assert main(["run", *args, f"hydra.run.dir={tmp_path / 'b'}"]) == 0
+    again = json.loads((tmp_path / "b" / "manifest.json").read_text())
+    assert again["sandbox_stats"]["jobs_created"] == 0  # reported failed again, not paid for again
+    assert main(["run", *args, "scheduler.retry_failed_finetunes=true", f"hydra.run.dir={tmp_path / 'c'}"]) == 0
+    retried = json.loads((tmp_path / "c" / "manifest.json").read_text())
+    assert retried["sandbox_stats"]["jobs_created"] == 1
+    models = pl.read_parquet(tmp_path / "c" / "models.parquet")
+    assert models.filter(pl.col("stage") == "misalign")["status"].to_list() == ["failed"]
