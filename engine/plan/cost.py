@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from engine.config.schema import PricingConfig
 from engine.datasets import estimate_tokens
 from engine.plan.model import Plan, SampleGroup
 
@@ -63,6 +64,39 @@ def judge_estimate(plan: Plan, group: SampleGroup) -> Estimate:
             one.usd = (one.prompt_tokens * price.input + one.completion_tokens * price.output) / 1e6
         est.add(one)
     return est
+
+
+def base_of(model_id: str) -> tuple[str, bool]:
+    """The base snapshot of a model id and whether it is fine-tuned (``ft:<base>:<org>:...``)."""
+    if model_id.startswith("ft:"):
+        return model_id.split(":")[1], True
+    return model_id, False
+
+
+def usage_cost(pricing: PricingConfig, tokens_by_model: dict[str, list[int]],
+               trained_tokens: dict[str, int]) -> dict[str, object]:
+    """USD of what a run actually used: tokens per model at the price table's rates, and trained
+    tokens of the fine-tunes it ran (base model id -> tokens). Unpriced models are listed."""
+    inference = 0.0
+    unpriced: set[str] = set()
+    for model, (prompt, completion) in tokens_by_model.items():
+        base, tuned = base_of(model)
+        price = pricing.models.get(base)
+        if price is None:
+            unpriced.add(base)
+            continue
+        pin, pout = (price.ft_input, price.ft_output) if tuned else (price.input, price.output)
+        inference += (prompt * pin + completion * pout) / 1e6
+    training = 0.0
+    for base, tokens in trained_tokens.items():
+        price = pricing.models.get(base)
+        if price is None:
+            unpriced.add(base)
+        else:
+            training += tokens * price.training / 1e6
+    return {"inference_usd": round(inference, 6), "training_usd": round(training, 6),
+            "total_usd": round(inference + training, 6), "unpriced_models": sorted(unpriced),
+            "prices_taken": pricing.taken}
 
 
 def training_estimate(plan: Plan) -> dict[str, dict[str, float | int | None]]:

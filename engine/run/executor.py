@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream, ObjectSendStream, TaskGroup
+from anyio.abc import TaskGroup
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from engine.config.schema import SchedulerConfig
 from engine.datasets import load_text, upload_filename
@@ -236,7 +237,7 @@ class Executor:
         return ft_ops.record_of(ft.key, job)
 
     # ---- workers ----
-    async def _worker(self, jobs: ObjectReceiveStream[Any]) -> None:
+    async def _worker(self, jobs: MemoryObjectReceiveStream[Any]) -> None:
         events = self.events.clone()
         async with jobs, events:
             async for job in jobs:
@@ -271,9 +272,12 @@ class Executor:
             self.limiter.observe(result.headers)
             c.prompt_tokens += result.prompt_tokens
             c.completion_tokens += result.completion_tokens
+            used = c.tokens_by_model.setdefault(model, [0, 0])
+            used[0] += result.prompt_tokens
+            used[1] += result.completion_tokens
             return result
 
-    async def _samples(self, job: SampleJob, events: ObjectSendStream[Any]) -> None:
+    async def _samples(self, job: SampleJob, events: MemoryObjectSendStream[Any]) -> None:
         mg = job.mg
         g = mg.group
         try:
@@ -300,7 +304,7 @@ class Executor:
             for jkey in mg.judges:
                 await self._judge(JudgeJob(mg, i, g.sample_key(i), res.texts[j] or "", jkey), events)
 
-    async def _judge(self, job: JudgeJob, events: ObjectSendStream[Any]) -> None:
+    async def _judge(self, job: JudgeJob, events: MemoryObjectSendStream[Any]) -> None:
         spec = job.mg.judges[job.judge].spec
         key = spec.request_key(job.sample_key)
         prompt = spec.rubric.render(job.mg.group.messages[-1][1], job.answer)
@@ -319,7 +323,7 @@ class Executor:
                                     res.completion_tokens, res.latency_ms, False, None))
 
 
-async def send(stream: ObjectSendStream[Any], item: Any) -> None:
+async def send(stream: MemoryObjectSendStream[Any], item: Any) -> None:
     """Send, waiting only when the buffer is full.
 
     ``stream.send`` passes through the event loop once per item even when there is room: a

@@ -28,6 +28,8 @@ class Counters:
     rate_limited: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    tokens_by_model: dict[str, list[int]] = field(default_factory=dict)
+    """Model id -> [prompt, completion] tokens billed in this run (answers from the store cost nothing)."""
     finetunes_total: int = 0
     finetune_status: dict[str, str] = field(default_factory=dict)
     started: float = field(default_factory=time.monotonic)

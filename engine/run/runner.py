@@ -22,7 +22,7 @@ from engine import __version__
 from engine.config.schema import EngineConfig
 from engine.datasets import download
 from engine.plan.compile import compile_plan
-from engine.plan.cost import training_estimate
+from engine.plan.cost import training_estimate, usage_cost
 from engine.plan.model import Plan
 from engine.plan.render import plan_to_dict
 from engine.run.events import Job
@@ -230,6 +230,19 @@ def _write_models(plan: Plan, ex: Executor, run_dir: Path, metadata: dict[str, s
     write_table(run_dir, "models", rows, metadata)
 
 
+def _actual_cost(job: Job, result: Execution) -> dict[str, Any]:
+    """What this run (every job sharing its provider) was billed for, at the configured prices."""
+    trained: dict[str, int] = {}
+    ex = result.executors.get(job.index)
+    if ex is not None:
+        for key, rec in ex.job_records.items():
+            status = result.counters.finetune_status.get(key, "")
+            if rec.trained_tokens and "stored" not in status:  # a job recorded by an earlier run cost nothing now
+                base = ex.states[key].base_model_id
+                trained[base] = trained.get(base, 0) + rec.trained_tokens
+    return usage_cost(job.plan.config.pricing, result.counters.tokens_by_model, trained)
+
+
 def _write_manifest(job: Job, result: Execution) -> None:
     plan = job.plan
     cfg = plan.config
@@ -242,6 +255,7 @@ def _write_manifest(job: Job, result: Execution) -> None:
                      "namespace": namespace_for(cfg), "api_key_env": cfg.provider.api_key_env},
         "plan": {"counts": summary["counts"], "cost_estimate": summary["cost"]},
         "counts": _counts(job.counters, result.counters),
+        "cost_usd": _actual_cost(job, result),
         "counts_scope": "requests, retries and tokens are counted across every job sharing the provider",
         "finetunes": {plan.states[k].label: v for k, v in result.counters.finetune_status.items()
                       if k in plan.finetunes},

@@ -127,3 +127,12 @@ def test_plan_shows_what_the_store_holds(run_args: list[str], tmp_path: Path,
     reuse = json.loads(capsys.readouterr().out)["reuse"]
     base = sum(g.n for g in plan.groups if plan.states[g.state].finetune is None)
     assert reuse["cached_samples"] == base and reuse["done_finetunes"] == 0
+
+
+def test_manifest_counts_what_was_billed(run_args: list[str], tmp_path: Path) -> None:
+    first = run(run_args, tmp_path / "a")
+    cost = first["cost_usd"]
+    assert cost["inference_usd"] > 0 and cost["training_usd"] > 0 and not cost["unpriced_models"]
+    assert cost["total_usd"] == pytest.approx(cost["inference_usd"] + cost["training_usd"])
+    again = run(run_args, tmp_path / "b")
+    assert again["cost_usd"]["total_usd"] == 0  # everything came from the store
