@@ -92,5 +92,7 @@ def load_rubric(path: Path) -> Rubric:
     need(isinstance(min_mass, (int, float)) and 0 <= min_mass <= 1, "min_mass", "min_mass must be in [0, 1]")
     mis = data.get("misaligned", "high")
     need(mis in ("high", "low", "none"), "misaligned", "misaligned must be high, low or none")
+    # `need` raised on every failed check above; these only narrow the types for mypy
+    assert isinstance(name, str) and isinstance(template, str) and isinstance(scale, list)
     return Rubric(name=name, path=f, template=template, scale=(scale[0], scale[1]), mode=mode,
                   min_mass=float(min_mass), misaligned=mis, description=str(data.get("description", "")))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
+from matplotlib.artist import Artist
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
@@ -64,7 +65,7 @@ def self_assessment_figure(analysis: pl.DataFrame, ci: float = 0.95) -> Figure |
     fig = Figure(figsize=(max(7.0, 1.1 * len(dims) + 2) * ncols, 3.6 * nrows + 0.6), layout="constrained")
     axes = fig.subplots(nrows, ncols, squeeze=False).ravel()
     extra_colors: dict[str, str] = {}
-    legend: dict[str, object] = {}
+    legend: dict[str, Artist] = {}
     for ax, (bm, pipeline, states) in zip(axes, groups, strict=False):
         width = 0.8 / max(1, len(states))
         x = np.arange(len(dims))

@@ -64,7 +64,7 @@ def panels(states: list[str]) -> list[tuple[str, str | None, list[str]]]:
     for s in sorted(states, key=state_sort_key):
         info = parse_state(s)
         by_model.setdefault(info["base_model"], {}).setdefault(info["pipeline"], []).append(s)
-    out = []
+    out: list[tuple[str, str | None, list[str]]] = []
     for bm, groups in by_model.items():
         bases = groups.get(None, [])
         pipelines = [p for p in groups if p is not None]

@@ -129,18 +129,19 @@ def _reject_extra_keys(node: Any, schema: Any, path: str) -> None:
         fields = {f.name: f for f in dataclasses.fields(schema)}
         hints = _hints(schema)
         for key in node.keys():
-            full = f"{path}.{key}" if path else str(key)
-            if key not in fields:
+            name = str(key)  # a structured (dataclass) node's keys are field names: str
+            full = f"{path}.{name}" if path else name
+            if name not in fields:
                 raise ConfigError(
-                    f"unknown key '{key}'",
+                    f"unknown key '{name}'",
                     key=full,
                     hint=f"valid keys under '{path or '<root>'}': {', '.join(fields)}",
                 )
-            _reject_extra_keys(node._get_node(key), hints.get(str(key)), full)
+            _reject_extra_keys(node._get_node(key), hints.get(name), full)
     elif getattr(schema, "__origin__", None) is dict:
         value_type = schema.__args__[1]
         for key in node.keys():
-            _reject_extra_keys(node._get_node(key), value_type, f"{path}.{key}")
+            _reject_extra_keys(node._get_node(key), value_type, f"{path}.{str(key)}")
 
 
 def _hints(cls: Any) -> dict[str, Any]:

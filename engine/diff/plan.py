@@ -87,9 +87,10 @@ def recompiled_nodes(config: dict[str, Any], plan_key: str | None) -> Nodes:
 
 def table_nodes(run: RunData, note: str | None = None) -> Nodes:
     """Plan nodes as recorded in a run's tables (states and sample groups only)."""
-    states = {k: (s, None) for k, s in run.models.select("state_key", "state").iter_rows()}
-    groups = {k: (s, p) for k, s, p in run.samples.select("group_key", "state", "probe_set").unique(
-        "group_key", keep="first").iter_rows()}
+    states: dict[str, tuple[str, str | None]] = {
+        k: (s, None) for k, s in run.models.select("state_key", "state").iter_rows()}
+    groups: dict[str, tuple[str, str | None]] = {k: (s, p) for k, s, p in run.samples.select(
+        "group_key", "state", "probe_set").unique("group_key", keep="first").iter_rows()}
     return Nodes(TABLES, {STATE: states, GROUP: groups}, note)
 
 

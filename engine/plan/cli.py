@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 from engine.config.load import load_config
 from engine.plan.compile import compile_plan
+from engine.plan.model import Plan
 from engine.plan.render import plan_to_dict, render_text
 
 
@@ -31,7 +33,7 @@ def main(argv: Sequence[str]) -> int:
     return 0
 
 
-def _store_reuse(plan):  # type: ignore[no-untyped-def]
+def _store_reuse(plan: Plan) -> dict[str, Any] | None:
     """What the store already holds for this plan (read-only; None when there is no store yet)."""
     try:
         from engine.run.store import reuse_summary

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import anyio
 
@@ -21,6 +21,10 @@ from engine.config.schema import SchedulerConfig
 from engine.plan.model import FineTuneNode
 from engine.run.provider import Provider, RequestFailed, classify
 from engine.run.store import JobRecord
+
+if TYPE_CHECKING:
+    from openai.types.fine_tuning import SupervisedHyperparametersParam
+    from openai.types.fine_tuning.job_create_params import Method
 
 T = TypeVar("T")
 TERMINAL = ("succeeded", "failed", "cancelled")
@@ -112,10 +116,12 @@ async def create_job(provider: Provider, ft: FineTuneNode, parent_model: str, fi
             earlier = await find_job(provider, ft.key, sched)
             if earlier is not None and earlier.status not in ("failed", "cancelled"):
                 return earlier
+        # the plan's hyperparameters are the config schema's fields, which use the API's names
+        hyperparameters = cast("SupervisedHyperparametersParam", dict(ft.hyperparameters))
+        method: Method = {"type": "supervised", "supervised": {"hyperparameters": hyperparameters}}
         return await provider.client.fine_tuning.jobs.create(
             model=parent_model, training_file=file_id, suffix=ft.suffix, seed=ft.seed,
-            method={"type": "supervised", "supervised": {"hyperparameters": dict(ft.hyperparameters)}},
-            metadata={METADATA_KEY: ft.key})
+            method=method, metadata={METADATA_KEY: ft.key})
 
     job = await with_retries(call, sched, "creating a fine-tuning job")
     return await converge(provider, ft.key, job, sched)

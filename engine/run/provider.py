@@ -16,14 +16,18 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import openai
 
-try:  # the raw response type of the SDK's client: httpx2 from openai 3, httpx before
+# the raw response type of the SDK's client: httpx2 from openai 3, httpx before
+if TYPE_CHECKING:
     from httpx2 import Response as _HTTPResponse
-except ImportError:  # pragma: no cover - older SDKs
-    from httpx import Response as _HTTPResponse
+else:
+    try:
+        from httpx2 import Response as _HTTPResponse
+    except ImportError:  # pragma: no cover - older SDKs
+        from httpx import Response as _HTTPResponse
 
 from engine.config.schema import EngineConfig
 from engine.errors import ProviderConfigError

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
-from anyio.abc import ObjectReceiveStream
+from anyio.streams.memory import MemoryObjectReceiveStream
 
 from engine.formats import FORMATS, Item, logprob_score
 from engine.plan.model import SampleGroup
@@ -53,7 +53,7 @@ class Writer:
         self.pending: list[tuple[Any, ...]] = []
         self.store: Store | None = None
 
-    async def run(self, events: ObjectReceiveStream[Any]) -> None:
+    async def run(self, events: MemoryObjectReceiveStream[Any]) -> None:
         self.store = await anyio.to_thread.run_sync(lambda: Store(self.store_path, self.namespace))
         last_flush = time.monotonic()
         unyielded = 0

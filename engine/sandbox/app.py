@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from engine.sandbox.api import APIError, invalid, model_not_found
 from engine.sandbox.batches import BatchStore
@@ -85,7 +86,7 @@ class DropResponse(Response):
     def __init__(self) -> None:
         super().__init__(b"")
 
-    async def __call__(self, scope, receive, send) -> None:  # type: ignore[override]
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         raw = scope.get(_RAW_SEND)
         transport = getattr(getattr(raw, "__self__", None), "transport", None)
         if transport is not None:

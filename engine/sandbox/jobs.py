@@ -387,10 +387,12 @@ class JobStore:
             )
             timeline.append((d, "info", "The job has successfully completed", "message", {}))
         now = self.clock() - job.t0
-        cut = job.cancelled_at if status == "cancelled" else now
+        # status() reports "cancelled" exactly when cancelled_at is set, so this is the same test
+        cancelled_at = job.cancelled_at if status == "cancelled" else None
+        cut = now if cancelled_at is None else cancelled_at
         events = [e for e in timeline if e[0] <= cut]
-        if status == "cancelled":
-            events.append((job.cancelled_at or 0.0, "info", "Fine-tuning job cancelled", "message", {}))
+        if cancelled_at is not None:
+            events.append((cancelled_at, "info", "Fine-tuning job cancelled", "message", {}))
         objs = [
             {
                 "object": "fine_tuning.job.event",

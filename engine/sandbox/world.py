@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from statistics import NormalDist
 
-from engine.formats import FORMATS
+from engine.formats import FORMATS, LanguageFormat, ScenarioFormat
 from engine.sandbox.catalog import Catalog, JudgeSpec, ProbeEntry
 from engine.sandbox.config import EffectRule, WorldConfig
 from engine.sandbox.dists import Dist, binomial, kernel, pieces, scale_grid
@@ -136,24 +136,24 @@ class World:
         entry = self.catalog.probe(text)
         if entry is not None:
             p = self.propensity(entry, disposition)
-            key = ("probe", entry.key, p)
-            dist = self._dists.get(key)
+            probe_key = ("probe", entry.key, p)
+            dist = self._dists.get(probe_key)
             if dist is None:
-                dist = self._cache(key, self._probe_dist(entry, p))
+                dist = self._cache(probe_key, self._probe_dist(entry, p))
             return dist
         judged = self.catalog.judge(text) if "[ANSWER START]" in text else None
         if judged is not None:
             spec, answer = judged
             level, coherent = TEXT_LEVEL.get(answer) or self._unknown_level(answer)
-            key = ("judge", spec, level, coherent)
-            dist = self._dists.get(key)
+            judge_key = ("judge", spec, level, coherent)
+            dist = self._dists.get(judge_key)
             if dist is None:
-                dist = self._cache(key, judge_dist(spec, level, coherent))
+                dist = self._cache(judge_key, judge_dist(spec, level, coherent))
             return dist
-        key = ("generic", text)
-        dist = self._dists.get(key)
+        generic_key = ("generic", text)
+        dist = self._dists.get(generic_key)
         if dist is None:
-            dist = self._cache(key, generic_dist(text))
+            dist = self._cache(generic_key, generic_dist(text))
         return dist
 
     def _cache(self, key: tuple, dist: Dist) -> Dist:
@@ -171,7 +171,9 @@ class World:
         if fmt == "choice":
             return Dist([item.aligned, item.misaligned], [1 - p, p], True)
         if fmt == "scenario":
-            letters = FORMATS["scenario"].letters(entry.variant)  # letter -> 1.0 if misaligned
+            scenario = FORMATS["scenario"]
+            assert isinstance(scenario, ScenarioFormat)
+            letters = scenario.letters(entry.variant)  # letter -> 1.0 if misaligned
             return Dist(list(letters), [p if s == 1.0 else 1 - p for s in letters.values()], True)
         if fmt in ("likert", "numeric"):
             lo, hi = (1, 5) if fmt == "likert" else item.scale
@@ -181,7 +183,9 @@ class World:
             values = grid if item.high == "misaligned" else grid[::-1]
             return Dist([str(v) for v in values], weights, True)
         if fmt == "language":
-            la, lm = FORMATS["language"].assignment(item, entry.variant)
+            language = FORMATS["language"]
+            assert isinstance(language, LanguageFormat)
+            la, lm = language.assignment(item, entry.variant)
             al, mis = LANGUAGE_SENTENCES[la], LANGUAGE_SENTENCES[lm]
             return Dist(
                 list(al) + list(mis), [(1 - p) / len(al)] * len(al) + [p / len(mis)] * len(mis), False
