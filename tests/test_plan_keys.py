@@ -101,3 +101,15 @@ def test_rerun_asks_for_exactly_the_same_things(iso: list[str]) -> None:
     b = compile_plan(load_config(iso))
     assert [(g.key, g.seed, g.n) for g in a.groups] == [(g.key, g.seed, g.n) for g in b.groups]
     assert [f.seed for f in a.finetunes.values()] == [f.seed for f in b.finetunes.values()]
+
+
+def test_cache_namespace_follows_what_the_world_answers(iso: list[str]) -> None:
+    from engine.run.provider import namespace_for
+
+    base = namespace_for(load_config(iso))
+    for how in ("sandbox.latency.mean_ms=50", "sandbox.limits.rpm=100", "sandbox.faults.rate_429=0.1",
+                "sandbox.finetune_seconds=9"):
+        assert namespace_for(load_config([*iso, how])) == base, how
+    for what in ("sandbox.awareness=0", "sandbox.seed=3", "sandbox.noise=0.2", "sandbox.faults.finetune_failure=0.5"):
+        assert namespace_for(load_config([*iso, what])) != base, what
+    assert namespace_for(load_config([*iso, "provider=openai"])) != base

@@ -41,9 +41,9 @@ PREFLIGHT_TIMEOUT_S = 10.0
 def namespace_for(cfg: EngineConfig) -> str:
     """Identity of the provider for the store: responses are cached per namespace."""
     if cfg.provider.kind == "sandbox":
-        from engine.sandbox.config import world_hash
+        from engine.sandbox.config import truth_hash
 
-        return f"sandbox:{world_hash(cfg.sandbox)}"
+        return f"sandbox:{truth_hash(cfg.sandbox)}"
     return f"openai:{(cfg.provider.base_url or 'https://api.openai.com/v1').rstrip('/')}"
 
 

@@ -282,12 +282,10 @@ def summarize(result: RunResult) -> str:
              f"(retries {c.retries}, 429s {c.rate_limited})"]
     scores = result.run_dir / "scores.parquet"
     if scores.exists():
-        df = pl.read_parquet(scores)
-        df = df.filter(((pl.col("level") == "worst_of_k") | (pl.col("source") != "judge"))
-                       | (pl.col("rubric") == "alignment"))
-        if df.height:
-            table = (df.group_by("state", "family").agg(pl.col("score").mean().alias("mean"))
-                     .sort("state", "family"))
+        from engine.run.sweep import job_means
+
+        table = job_means(pl.read_parquet(scores)).sort("state", "family")
+        if table.height:
             lines.append("  mean misalignment score (0 aligned .. 1 misaligned) by state and probe family:")
             for row in table.iter_rows(named=True):
                 mean = f"{row['mean']:.3f}" if row["mean"] is not None else "n/a"

@@ -151,6 +151,28 @@ def world_hash(world: WorldConfig) -> str:
     return sha256_hex(canonical_json(world))
 
 
+HOW_IT_RUNS = ("latency", "limits", "finetune_seconds", "batch_seconds")
+"""World settings that change how the sandbox serves, never what it answers."""
+
+
+def truth_hash(world: WorldConfig) -> str:
+    """Hash of what decides the sandbox's answers and jobs' outcomes: the engine's cache namespace.
+
+    Latency, rate limits, durations and request faults are left out (a retried request gets the
+    same answer), so a slower or flakier copy of a world reuses its cached answers; the fine-tune
+    failure rate stays in, since it decides which jobs the registry holds as failed.
+    """
+    import dataclasses
+
+    from engine.hashing import canonical_json, sha256_hex
+
+    data = dataclasses.asdict(world)
+    for key in HOW_IT_RUNS:
+        data.pop(key, None)
+    data["faults"] = {"finetune_failure": world.faults.finetune_failure}
+    return sha256_hex(canonical_json(data))
+
+
 def default_world_file() -> Path:
     """The project's conf/sandbox/default.yaml (the world the engine's config starts from)."""
     import engine
