@@ -76,6 +76,12 @@ class OpenAIJSON(JSONResponse):
         return json.dumps(content, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
 
 
+def list_response(data: list[dict]) -> Response:
+    """An unpaginated OpenAI list object."""
+    return OpenAIJSON({"object": "list", "data": data, "has_more": False,
+                       "first_id": data[0]["id"] if data else None, "last_id": data[-1]["id"] if data else None})
+
+
 def error_response(err: APIError) -> Response:
     return OpenAIJSON(err.body(), status_code=err.status, headers=err.headers or None)
 
@@ -266,15 +272,7 @@ def build_app(sb: Sandbox) -> Callable:
     async def list_files(request: Request) -> Response:
         purpose = request.query_params.get("purpose")
         data = [f.obj() for f in reversed(jobs.files.values()) if purpose in (None, f.purpose)]
-        return OpenAIJSON(
-            {
-                "object": "list",
-                "data": data,
-                "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
-        )
+        return list_response(data)
 
     @route("GET", "/v1/files/{file_id}")
     async def get_file(request: Request) -> Response:
@@ -347,15 +345,7 @@ def build_app(sb: Sandbox) -> Callable:
     @route("GET", "/v1/batches")
     async def list_batches(request: Request) -> Response:
         data = [batches.obj(b) for b in reversed(batches.batches.values())]
-        return OpenAIJSON(
-            {
-                "object": "list",
-                "data": data,
-                "has_more": False,
-                "first_id": data[0]["id"] if data else None,
-                "last_id": data[-1]["id"] if data else None,
-            }
-        )
+        return list_response(data)
 
     @route("GET", "/v1/batches/{batch_id}")
     async def get_batch(request: Request) -> Response:
