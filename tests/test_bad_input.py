@@ -138,3 +138,11 @@ def test_subprocess_exit_code_and_no_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0 and "scheduler.concurrency" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_hydra_inspection_flags_pass_through(iso: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--cfg", "job", "seed=3", *iso]) == 0
+    out = capsys.readouterr().out
+    assert "seed: 3" in out and "name: demo" in out
+    assert main(["run", "--cfg", "bogus", *iso]) == 2
+    assert "--cfg needs one of job, hydra, all" in capsys.readouterr().err

@@ -14,17 +14,37 @@ from pathlib import Path
 from engine.config.load import conf_dir, load_config, register_schema, to_typed
 from engine.errors import EXIT_USER_ERROR, ConfigError, UserError
 
-HYDRA_FLAGS = {"-m", "--multirun", "--cfg", "--resolve", "--info", "-c", "--package", "-p"}
+HYDRA_FLAGS = {"-m", "--multirun", "--resolve"}
+INSPECT_FLAGS = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
+                 "--info": ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath"),
+                 "--package": None, "-p": None}
+"""Hydra's flags that print the config or its sources instead of running (each takes a value)."""
 
 
 def main(argv: Sequence[str]) -> int:
     args = list(argv)
-    for a in args:
-        if a.startswith("-") and a.split("=")[0] not in HYDRA_FLAGS and a not in ("job", "hydra", "all"):
-            raise ConfigError(f"unknown option {a!r}; usage: engine run [-m] [key=value ...]")
+    overrides: list[str] = []
+    inspecting = False
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a in INSPECT_FLAGS:
+            inspecting = True
+            allowed = INSPECT_FLAGS[a]
+            if i + 1 < len(args) and (allowed is None or args[i + 1] in allowed):
+                i += 2
+                continue
+            if a == "--info":  # a bare --info is allowed: it means --info all
+                i += 1
+                continue
+            raise ConfigError(f"{a} needs one of {', '.join(allowed or ['a package'])}")
+        if a.startswith("-") and a not in HYDRA_FLAGS:
+            raise ConfigError(f"unknown option {a!r}; usage: engine run [-m] [--cfg job] [key=value ...]")
+        if not a.startswith("-"):
+            overrides.append(a)
+        i += 1
     multirun = any(a in ("-m", "--multirun") for a in args)
-    overrides = [a for a in args if not a.startswith("-")]
-    if not multirun:
+    if not multirun and not inspecting:
         from engine.run.preflight import before_run
 
         before_run(load_config(overrides), overrides)  # fail fast, before any directory exists
