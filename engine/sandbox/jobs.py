@@ -89,6 +89,8 @@ class JobStore:
         self.files: dict[str, FileRec] = {}
         self.jobs: dict[str, Job] = {}
         self.model_jobs: dict[str, Job] = {}
+        self.reload: Callable[[], None] | None = None
+        """Set by a state directory: take in what other sandboxes sharing it have saved."""
         self._occurrences: dict[str, int] = {}
         world.lazy_resolver = self.materialize_model
 
@@ -280,6 +282,9 @@ class JobStore:
     def materialize_model(self, model_id: str) -> Model | None:
         base = model_id.split(":ckpt-step-")[0]
         job = self.model_jobs.get(base)
+        if job is None and self.reload is not None:  # perhaps another sandbox on this state dir made it
+            self.reload()
+            job = self.model_jobs.get(base)
         if job is not None:
             self.status(job)
         return self.world.models.get(model_id)

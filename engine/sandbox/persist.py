@@ -4,14 +4,24 @@ start), their fine-tuned models and batches.
 
     <state_dir>/state.json        everything but file contents (rewritten atomically on change)
     <state_dir>/files/<file id>   file contents
+    <state_dir>/.lock             held while state.json is read or rewritten
+
+Several sandboxes may share one state directory (two runs started at once, each with its own
+in-process sandbox): each save happens under the lock and first takes in what the others saved,
+so none drops another's files or jobs, and every sandbox can serve every saved model.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
 import json
 import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from engine.sandbox.batches import Batch, BatchStore
 from engine.sandbox.config import EffectRule
@@ -32,33 +42,63 @@ class StateDir:
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.load()
         self.jobs.on_change = self.save
+        self.jobs.reload = self.load
 
-    def load(self) -> None:
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        with open(self.root / ".lock", "a+") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def _read(self) -> dict[str, Any] | None:
         path = self.root / "state.json"
         if not path.is_file():
-            return
+            return None
         state = json.loads(path.read_text(encoding="utf-8"))
-        if state.get("version") != VERSION:
-            return
+        return state if state.get("version") == VERSION else None
+
+    def load(self) -> None:
+        with self._locked():
+            state = self._read()
+            if state is not None:
+                self._absorb(state)
+
+    def _absorb(self, state: dict[str, Any]) -> None:
+        """Take in what is saved and not yet known here (what this sandbox knows wins)."""
         js = self.jobs
-        js._occurrences.update(state["occurrences"])
+        for base, k in state["occurrences"].items():
+            js._occurrences[base] = max(k, js._occurrences.get(base, 0))
         for f in state["files"]:
             blob = self.blobs / f["id"]
-            if blob.is_file():
+            if f["id"] not in js.files and blob.is_file():
                 js.files[f["id"]] = FileRec(
                     f["id"], f["filename"], f["purpose"], blob.read_bytes(), f["created_at"]
                 )
                 self._saved_blobs.add(f["id"])
         for raw in state["jobs"]:
+            if raw["id"] in js.jobs:
+                continue
+            raw = dict(raw)
             rule = raw.pop("rule")
             job = Job(**raw, rule=EffectRule(**rule) if rule else None)
             js.jobs[job.id] = job
             js.model_jobs[job.fine_tuned_model] = job
         for raw in state["batches"]:
-            batch = Batch(**raw)
-            self.batches.batches[batch.id] = batch
+            if raw["id"] not in self.batches.batches:
+                batch = Batch(**raw)
+                self.batches.batches[batch.id] = batch
 
     def save(self) -> None:
+        with self._locked():
+            state = self._read()
+            if state is not None:
+                self._absorb(state)
+            self._save()
+
+    def _save(self) -> None:
         js = self.jobs
         for rec in js.files.values():
             if rec.id not in self._saved_blobs:
@@ -84,6 +124,8 @@ class StateDir:
 
 
 def _write(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    """Atomically, with a temporary name of its own (several sandboxes may write at once)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(data)
     os.replace(tmp, path)
