@@ -17,7 +17,7 @@ import importlib
 import sys
 from collections.abc import Callable, Sequence
 
-from engine.errors import EXIT_USER_ERROR, UserError
+from engine.errors import EXIT_INTERRUPTED, EXIT_USER_ERROR, UserError
 
 # subcommand -> "module:function"; imported lazily so `engine plan` never loads the sandbox.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -59,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USER_ERROR
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED
 
 
 def entry() -> None:

@@ -13,7 +13,9 @@ Hierarchy::
     │   ├── DatasetError          fine-tuning data is invalid, missing, or fails its sha256 pin
     │   ├── PlanError             the config compiles to an impossible plan (cycle, conflict)
     │   └── ProviderConfigError   the provider cannot be used as configured (no key, bad URL)
-    └── RunError                  exit 1: a run could not finish (details are in its tables)
+
+A run that could not finish (interrupted, or a provider failing throughout) is not an exception:
+its tables hold what was done, and ``engine run`` exits with EXIT_RUN_ERROR (130 on Ctrl-C).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 
 EXIT_USER_ERROR = 2
 EXIT_RUN_ERROR = 1
+EXIT_INTERRUPTED = 130
 
 
 class EngineError(Exception):
@@ -72,6 +75,3 @@ class PlanError(UserError):
 class ProviderConfigError(UserError):
     """The provider cannot be used as configured: a missing key, a bad URL."""
 
-
-class RunError(EngineError):
-    """A run could not finish. Its message says why; its tables hold what was done."""

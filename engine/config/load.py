@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Sequence
 
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from engine.config.schema import EngineConfig
@@ -117,10 +117,6 @@ def check_ranges(cfg: EngineConfig) -> None:
                  f"'{name}' is not a stage (stages: {', '.join(sorted(stages))})")
 
 
-def config_to_dict(cfg: EngineConfig) -> dict[str, Any]:
-    return dataclasses.asdict(cfg)
-
-
 def _reject_extra_keys(node: Any, schema: Any, path: str) -> None:
     """OmegaConf lets ``+key=value`` add keys to a dataclass node and then drops them silently."""
     if not isinstance(node, DictConfig):
@@ -196,7 +192,3 @@ def _first_line(text: str) -> str:
     return text.strip()
 
 
-def to_container(node: Any) -> Any:
-    if isinstance(node, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(node, resolve=True)
-    return node

@@ -15,7 +15,7 @@ from engine.config.schema import EngineConfig, Hyperparameters, ProbeSetConfig
 from engine.datasets import DatasetInfo, describe, estimate_tokens, upload_filename
 from engine.errors import ConfigError, PlanError, SpecError
 from engine.formats import FORMATS
-from engine.hashing import canonical_json, content_key
+from engine.hashing import content_key
 from engine.judges import Rubric, load_rubric
 from engine.plan.model import FineTuneNode, JudgeSpec, Plan, SampleGroup, StateNode
 from engine.probes import ProbeSet, load_probe_set, resolve_spec_path
@@ -274,12 +274,6 @@ def _groups(cfg: EngineConfig, state: StateNode, set_name: str, ps: ProbeSet, pc
                     est_prompt_tokens=prompt_tokens, est_completion_tokens=1 if logprob else
                     _est_completion(item.format, max_tokens)))
     return groups
-
-
-def plan_summary_json(plan: Plan) -> str:
-    from engine.plan.render import plan_to_dict
-
-    return canonical_json(plan_to_dict(plan))
 
 
 __all__ = ["compile_plan", "SpecError", "specs_dir_of"]

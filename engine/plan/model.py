@@ -123,9 +123,6 @@ class Plan:
     judges: dict[str, JudgeSpec]
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
-    def state_by_label(self) -> dict[str, StateNode]:
-        return {s.label: s for s in self.states.values()}
-
     def children(self) -> dict[str, list[str]]:
         out: dict[str, list[str]] = {k: [] for k in self.states}
         for s in self.states.values():

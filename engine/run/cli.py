@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.config.load import conf_dir, load_config, register_schema, to_typed
-from engine.errors import EXIT_USER_ERROR, ConfigError, UserError
+from engine.errors import EXIT_INTERRUPTED, EXIT_RUN_ERROR, EXIT_USER_ERROR, ConfigError, UserError
 
 HYDRA_FLAGS = {"-m", "--multirun", "--resolve"}
 INSPECT_FLAGS = {"--cfg": ("job", "hydra", "all"), "-c": ("job", "hydra", "all"),
@@ -79,7 +79,7 @@ def _hydra(args: list[str]) -> int:
             sys.exit(EXIT_USER_ERROR)
         print(summarize(result))
         if result.status != "completed":
-            exit_code["value"] = 130 if result.status == "interrupted" else 1
+            exit_code["value"] = EXIT_INTERRUPTED if result.status == "interrupted" else EXIT_RUN_ERROR
 
     saved = sys.argv
     sys.argv = ["engine", *args]

@@ -211,7 +211,6 @@ class Provider:
         self.client = client
         self.namespace = namespace
         self.base_url = base_url
-        self.requests_sent = 0
         self.sandbox: Any = None
         """The in-process sandbox server, when there is one (its stats go into the manifest)."""
 
@@ -223,7 +222,6 @@ class Provider:
         SDK's typed ``create`` would walk its TypedDicts over every message and build a pydantic
         model of every response, twice the CPU of the request itself (tests/bench/bench_client_cpu.py).
         """
-        self.requests_sent += 1
         body: dict[str, Any] = {"model": model, "messages": messages, "n": n, "temperature": temperature,
                                 "seed": seed, "max_tokens": max_tokens}
         if top_logprobs:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,9 +131,6 @@ class Store:
             "SELECT finetune_key, job_id, status, model_id, error, trained_tokens FROM jobs "
             "WHERE namespace=? AND finetune_key=?", (self.namespace, finetune_key)).fetchone()
         return JobRecord(*row) if row else None
-
-    def count_cached(self, keys: Iterable[str]) -> int:
-        return len(self.lookup(list(keys)))
 
     # ---- writes (one writer) ----
     def put_responses(self, rows: Sequence[tuple[Any, ...]]) -> None:

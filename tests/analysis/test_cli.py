@@ -18,18 +18,9 @@ from engine.analysis import run_analysis, write_report
 from engine.cli import main
 from engine.config.schema import AnalysisConfig
 from engine.schemas import ANALYSIS
+from tests.helpers import one_line_error
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 def test_analyze_writes_tidy_parquet_with_metadata(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -111,41 +102,41 @@ def test_run_analysis_without_manifest_uses_defaults(run_dir: Path) -> None:
 def test_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nope"
     assert main(["analyze", str(missing)]) == 2
-    _one_line_error(capsys, str(missing), "does not exist")
+    one_line_error(capsys, str(missing), "does not exist")
     assert main(["report", str(missing)]) == 2
-    _one_line_error(capsys, str(missing))
+    one_line_error(capsys, str(missing))
 
 
 def test_missing_scores_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run_dir / "scores.parquet").unlink()
     assert main(["analyze", str(run_dir)]) == 2
-    _one_line_error(capsys, str(run_dir / "scores.parquet"), "missing scores table")
+    one_line_error(capsys, str(run_dir / "scores.parquet"), "missing scores table")
 
 
 def test_missing_models_table(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run_dir / "models.parquet").unlink()
     assert main(["report", str(run_dir)]) == 2
-    _one_line_error(capsys, "models.parquet")
+    one_line_error(capsys, "models.parquet")
 
 
 def test_foreign_parquet(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     pq.write_table(pa.table({"a": [1, 2], "b": ["x", "y"]}), run_dir / "scores.parquet")
     assert main(["analyze", str(run_dir)]) == 2
-    line = _one_line_error(capsys, str(run_dir / "scores.parquet"), "not an engine scores table")
+    line = one_line_error(capsys, str(run_dir / "scores.parquet"), "not an engine scores table")
     assert "score" in line and "state" in line  # names the missing columns
 
 
 def test_not_parquet_at_all(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run_dir / "models.parquet").write_bytes(b"this is not parquet")
     assert main(["analyze", str(run_dir)]) == 2
-    _one_line_error(capsys, str(run_dir / "models.parquet"), "not a readable Parquet file")
+    one_line_error(capsys, str(run_dir / "models.parquet"), "not a readable Parquet file")
 
 
 def test_wrong_column_type(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scores = pl.read_parquet(run_dir / "scores.parquet").with_columns(pl.lit("high").alias("score"))
     scores.write_parquet(run_dir / "scores.parquet")
     assert main(["analyze", str(run_dir)]) == 2
-    _one_line_error(capsys, "scores.parquet", "column 'score'")
+    one_line_error(capsys, "scores.parquet", "column 'score'")
 
 
 def test_invalid_analysis_settings_in_manifest(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -153,17 +144,17 @@ def test_invalid_analysis_settings_in_manifest(run_dir: Path, capsys: pytest.Cap
     manifest["config"]["analysis"]["correction"] = "fdr"
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
     assert main(["analyze", str(run_dir)]) == 2
-    _one_line_error(capsys, "manifest.json", "analysis.correction")
+    one_line_error(capsys, "manifest.json", "analysis.correction")
 
 
 def test_corrupt_manifest(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (run_dir / "manifest.json").write_text("{not json")
     assert main(["analyze", str(run_dir)]) == 2
-    _one_line_error(capsys, "manifest.json")
+    one_line_error(capsys, "manifest.json")
 
 
 def test_usage_errors(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["analyze"]) == 2
-    _one_line_error(capsys, "RUN_DIR")
+    one_line_error(capsys, "RUN_DIR")
     assert main(["report", "a", "b"]) == 2
-    _one_line_error(capsys, "unrecognized arguments")
+    one_line_error(capsys, "unrecognized arguments")

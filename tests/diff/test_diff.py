@@ -23,6 +23,7 @@ from engine.diff import Settings, diff_runs
 from engine.diff.config import HIDDEN, diff_config, flatten, is_secret
 from engine.diff.frame import DIFF
 from engine.diff.results import MANN_WHITNEY, WILCOXON, diff_results
+from tests.helpers import one_line_error
 from tests.run.conftest import FAST, SMALL
 
 STRONG = [
@@ -45,16 +46,6 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             assert main(["run", *iso, *FAST, *SMALL, *STRONG, *extra, f"hydra.run.dir={run_dir}"]) == 0
             out[name] = run_dir
     return out
-
-
-def _one_line_error(capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert len(lines) == 1, err
-    assert lines[0].startswith("error: ") and "Traceback" not in err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    return lines[0]
 
 
 # ---- two seeds of one config: no result difference ----------------------------------------------
@@ -183,35 +174,35 @@ def test_errors_name_the_file(runs: dict[str, Path], tmp_path: Path,
     good = str(runs["base"])
     missing = tmp_path / "nope"
     assert main(["diff", good, str(missing)]) == 2
-    _one_line_error(capsys, str(missing), "does not exist")
+    one_line_error(capsys, str(missing), "does not exist")
 
     empty = tmp_path / "empty"
     empty.mkdir()
     assert main(["diff", str(empty), good]) == 2
-    _one_line_error(capsys, str(empty / "manifest.json"))
+    one_line_error(capsys, str(empty / "manifest.json"))
 
     sweep = tmp_path / "sweep"
     shutil.copytree(runs["base"], sweep / "0")
     assert main(["diff", str(sweep), good]) == 2
-    _one_line_error(capsys, str(sweep / "manifest.json"), "sweep directory", str(sweep / "0"))
+    one_line_error(capsys, str(sweep / "manifest.json"), "sweep directory", str(sweep / "0"))
 
     no_scores = tmp_path / "no_scores"
     shutil.copytree(runs["base"], no_scores)
     (no_scores / "scores.parquet").unlink()
     assert main(["diff", good, str(no_scores)]) == 2
-    _one_line_error(capsys, str(no_scores / "scores.parquet"))
+    one_line_error(capsys, str(no_scores / "scores.parquet"))
 
     bad_manifest = tmp_path / "bad_manifest"
     shutil.copytree(runs["base"], bad_manifest)
     (bad_manifest / "manifest.json").write_text("{not json")
     assert main(["diff", good, str(bad_manifest)]) == 2
-    _one_line_error(capsys, str(bad_manifest / "manifest.json"))
+    one_line_error(capsys, str(bad_manifest / "manifest.json"))
 
     assert main(["diff", good]) == 2
-    _one_line_error(capsys, "usage: engine diff")
+    one_line_error(capsys, "usage: engine diff")
 
     assert main(["diff", good, good, "--out", str(runs["base"] / "models.parquet" / "x.parquet")]) == 2
-    _one_line_error(capsys, "x.parquet")
+    one_line_error(capsys, "x.parquet")
 
 
 # ---- pure parts ------------------------------------------------------------------------------------
